@@ -1,0 +1,249 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+)
+
+type acceptReq struct {
+	ctx   context.Context
+	items []Item
+	done  chan acceptResult // buffered: the writer never waits for a caller
+}
+
+type acceptResult struct {
+	outcomes []Outcome
+	err      error
+}
+
+// Accept remembers each item's final answer and enqueues its entry, or, for
+// an id seen before, returns the first answer (same hash) or a conflict
+// (another hash) and writes nothing. It returns only after the transaction
+// is durable. Concurrent calls are group-committed: one writer goroutine
+// gathers the calls waiting at that moment, writes them all in one
+// transaction and syncs once. A call's items are written all or none.
+//
+// If ctx ends while the call waits, Accept returns the context's error; the
+// items may or may not have been written, and a retry gets Duplicate if they
+// were.
+func (q *Queue) Accept(ctx context.Context, items []Item) ([]Outcome, error) {
+	items, err := q.prepare(items)
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return nil, nil
+	}
+	r := &acceptReq{ctx: ctx, items: items, done: make(chan acceptResult, 1)}
+	select {
+	case q.reqs <- r:
+	case <-q.closing:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case res := <-r.done:
+		return res.outcomes, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// prepare validates items and returns copies with defaults filled in, so the
+// writer never fails a whole group over one caller's mistake.
+func (q *Queue) prepare(items []Item) ([]Item, error) {
+	now := q.now()
+	out := make([]Item, len(items))
+	for i, it := range items {
+		if it.Tenant == "" || it.ID == "" {
+			return nil, fmt.Errorf("%w: item %d: empty tenant or id", ErrInvalid, i)
+		}
+		switch it.Answer.Status {
+		case StatusAccepted:
+			if it.Entry == nil || it.Entry.ExtID == "" || it.Entry.ExtID != it.Answer.ExtMessageID {
+				return nil, fmt.Errorf("%w: item %d: accepted needs an entry whose ExtID is the answer's ext_message_id", ErrInvalid, i)
+			}
+			e := *it.Entry
+			if e.Tenant == "" {
+				e.Tenant = it.Tenant
+			}
+			if e.MsgID == "" {
+				e.MsgID = it.ID
+			}
+			if e.Tenant != it.Tenant || e.MsgID != it.ID {
+				return nil, fmt.Errorf("%w: item %d: entry tenant or id differs from the item's", ErrInvalid, i)
+			}
+			if e.Created.IsZero() {
+				e.Created = now
+			}
+			if e.Request == nil {
+				e.Request = []byte{}
+			}
+			it.Entry = &e
+		case StatusRejected:
+			if it.Entry != nil {
+				return nil, fmt.Errorf("%w: item %d: rejected item has an entry", ErrInvalid, i)
+			}
+		default:
+			return nil, fmt.Errorf("%w: item %d: answer status %q", ErrInvalid, i, it.Answer.Status)
+		}
+		if it.Callback != nil {
+			ev := entryKey{tenant: it.Tenant, msgID: it.ID, extID: it.Answer.ExtMessageID}.fill(*it.Callback)
+			it.Callback = &ev
+		}
+		out[i] = it
+	}
+	return out, nil
+}
+
+// writeLoop is the single writer behind Accept. It takes one waiting call,
+// then every other call already waiting (up to MaxBatch items), so the batch
+// grows by itself while the previous commit is syncing, and no call ever
+// waits for a timer.
+func (q *Queue) writeLoop() {
+	defer q.writer.Done()
+	var batch []*acceptReq
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-q.reqs:
+			batch = append(batch, r)
+		case <-q.closing:
+			return
+		}
+		n := len(batch[0].items)
+	gather:
+		for n < q.max {
+			select {
+			case r := <-q.reqs:
+				batch = append(batch, r)
+				n += len(r.items)
+			default:
+				break gather
+			}
+		}
+		q.commit(batch)
+	}
+}
+
+// commit writes a group in one transaction and answers its calls. If the
+// transaction fails, each call is written again alone, so that one bad call
+// cannot fail the others.
+func (q *Queue) commit(batch []*acceptReq) {
+	results, err := q.writeGroup(batch)
+	if err != nil && len(batch) > 1 {
+		q.log.Warn("queue group commit failed, writing calls one by one", "calls", len(batch), "err", err)
+		for _, r := range batch {
+			q.commit([]*acceptReq{r})
+		}
+		return
+	}
+	if err == nil {
+		q.commits.Add(1)
+	}
+	for i, r := range batch {
+		res := results[i]
+		if err != nil {
+			res = acceptResult{err: fmt.Errorf("queue: accept: %w", err)}
+		}
+		if res.err == nil {
+			q.calls.Add(1)
+			q.items.Add(int64(len(r.items)))
+		}
+		r.done <- res
+	}
+}
+
+// writeGroup writes the calls of a group in one transaction, skipping calls
+// whose caller has given up.
+func (q *Queue) writeGroup(batch []*acceptReq) ([]acceptResult, error) {
+	ctx := context.Background() // one caller giving up must not abort the others
+	results := make([]acceptResult, len(batch))
+	err := q.write(ctx, func(tx *txn) error {
+		for i, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				results[i].err = err // nobody is waiting: write nothing
+				continue
+			}
+			outs, err := tx.accept(ctx, r.items)
+			if err != nil {
+				return err
+			}
+			results[i].outcomes = outs
+		}
+		return nil
+	})
+	return results, err
+}
+
+// accept writes one call's items; an error leaves the transaction to be
+// rolled back.
+func (t *txn) accept(ctx context.Context, items []Item) ([]Outcome, error) {
+	outs := make([]Outcome, len(items))
+	for i, it := range items {
+		o, err := t.acceptItem(ctx, it)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		outs[i] = o
+	}
+	return outs, nil
+}
+
+func (t *txn) acceptItem(ctx context.Context, it Item) (Outcome, error) {
+	// Insert first: new ids are the common case, and the primary key decides.
+	s, err := t.stmt(ctx, `INSERT INTO answers (tenant, id, hash, status, ext_message_id, code, message, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, id) DO NOTHING`)
+	if err != nil {
+		return Outcome{}, err
+	}
+	a := it.Answer
+	res, err := s.ExecContext(ctx, it.Tenant, it.ID, it.Hash[:], a.Status, a.ExtMessageID, a.Code, a.Message, t.now)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("remember answer: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return Outcome{}, fmt.Errorf("remember answer: %w", err)
+	} else if n == 0 {
+		return t.seen(ctx, it)
+	}
+	if e := it.Entry; e != nil {
+		if s, err = t.stmt(ctx, insertEntry); err != nil {
+			return Outcome{}, err
+		}
+		nb := unixNano(e.NotBefore)
+		if _, err := s.ExecContext(ctx, e.ExtID, e.Tenant, e.MsgID, e.Brand, e.User, e.Request, e.Envelope,
+			nb, unixNano(e.ExpiresAt), e.Attempts, unixNano(e.Created), nb); err != nil {
+			return Outcome{}, fmt.Errorf("enqueue: %w", err)
+		}
+	}
+	if it.Callback != nil {
+		if err := t.addEvent(ctx, *it.Callback); err != nil {
+			return Outcome{}, err
+		}
+	}
+	return Outcome{Answer: a}, nil
+}
+
+// seen answers an id that already has an answer.
+func (t *txn) seen(ctx context.Context, it Item) (Outcome, error) {
+	s, err := t.stmt(ctx, `SELECT hash, status, ext_message_id, code, message FROM answers WHERE tenant = ? AND id = ?`)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var hash []byte
+	var a Answer
+	if err := s.QueryRowContext(ctx, it.Tenant, it.ID).Scan(&hash, &a.Status, &a.ExtMessageID, &a.Code, &a.Message); err != nil {
+		return Outcome{}, fmt.Errorf("look up answer: %w", err)
+	}
+	if !bytes.Equal(hash, it.Hash[:]) {
+		return Outcome{Conflict: true}, nil
+	}
+	return Outcome{Answer: a, Duplicate: true}, nil
+}
+
+const insertEntry = `INSERT INTO entries
+	(ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created, due)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`

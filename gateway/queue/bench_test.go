@@ -1,0 +1,69 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/blindpost/blindpost/gateway/queue"
+)
+
+// BenchmarkAccept measures durable accepts from many concurrent callers (as
+// HTTP handlers would make them), one envelope of batch messages per call.
+// ns/msg is the wall time per message durably accepted.
+func BenchmarkAccept(b *testing.B) {
+	for _, batch := range []int{1, 100} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			q := newQueue(b, nil)
+			var next atomic.Int64
+			b.SetParallelism(32)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start, cpu0 := time.Now(), cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				items := make([]queue.Item, batch)
+				for pb.Next() {
+					for i := range items {
+						id := fmt.Sprintf("m%d", next.Add(1))
+						items[i] = accepted("t1", id, "u1", benchRequest(id))
+						items[i].Callback = &queue.Event{Status: "queued"}
+					}
+					if _, err := q.Accept(context.Background(), items); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			elapsed, cpu := time.Since(start), cpuTime()-cpu0
+			b.StopTimer()
+			st := q.Stats()
+			b.ReportMetric(float64(elapsed.Nanoseconds())/float64(st.Items), "ns/msg")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(st.Items), "cpu-ns/msg")
+			b.ReportMetric(float64(st.Items)/float64(st.Commits), "msgs/commit")
+		})
+	}
+}
+
+// benchHTML is a rendered body of a typical size (about 2.5 KiB), JSON-quoted once.
+var benchHTML = strconv.Quote(strings.Repeat("<p>Thank you for your payment.</p>", 72))
+
+func benchRequest(id string) []byte {
+	return fmt.Appendf(nil, `{"id":%q,"tenant":"t1","brand":"b1","channel":"email","category":"transactional",`+
+		`"purpose":"payment_receipt","to":{"token":"tok_email_v1_abcdefghijklmnopqrstuvwxyz234567"},`+
+		`"subject":"Your receipt, {{pii.first_name}}","html":%s}`, id, benchHTML)
+}
+
+// cpuTime is the process's user and system CPU time: on a shared machine it
+// says more than wall time. The callers' own work (building requests) is in it.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,373 @@
+// Package queue is the gateway's durable embedded queue: one SQLite file that
+// holds the message requests accepted from the core, the final answers
+// remembered for de-duplication, and the outbox of status callbacks.
+//
+// It sits on the operator side of the trust boundary, between accepting a
+// sealed request and sending it. It stores requests exactly as they arrived
+// (tokens and {{pii.*}} placeholders), never resolved PII: resolution happens
+// at send time, after Claim, and nothing resolved ever comes back here.
+//
+// Accept is acknowledged only once its transaction is durable (WAL with
+// synchronous=FULL); concurrent calls share one transaction and one fsync
+// (group commit). Sending is at least once: an entry stays in the queue,
+// leased, until Finish or Retry, and a lease that runs out makes it claimable
+// again.
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+)
+
+// Answer statuses.
+const (
+	StatusAccepted = "accepted"
+	StatusRejected = "rejected"
+)
+
+var (
+	ErrClosed   = errors.New("queue: closed")
+	ErrNotFound = errors.New("queue: not found")
+	ErrInvalid  = errors.New("queue: invalid argument")
+)
+
+// Options configure a Queue. The zero value is usable.
+type Options struct {
+	Now       func() time.Time // default time.Now
+	MaxBatch  int              // items per group commit, default 1000
+	AnswerTTL time.Duration    // how long final answers are remembered, default 7 days
+	Logger    *slog.Logger     // default slog.Default()
+}
+
+// Item is one message of an envelope as Accept sees it.
+type Item struct {
+	Tenant, ID string   // the core's idempotency key, unique per tenant
+	Hash       [32]byte // SHA-256 of the message's canonical JSON
+	Answer     Answer   // the final answer to remember
+	Entry      *Entry   // non-nil exactly when Answer.Status is "accepted"
+	Callback   *Event   // optional status event, same transaction; Tenant, MsgID, ExtMessageID set from the item
+}
+
+// Answer is the final answer given to the core for one message id.
+type Answer struct {
+	Status       string `json:"status"` // "accepted" or "rejected"
+	ExtMessageID string `json:"ext_message_id,omitempty"`
+	Code         string `json:"code,omitempty"`
+	Message      string `json:"message,omitempty"`
+}
+
+// Outcome is Accept's answer for one Item.
+type Outcome struct {
+	Answer Answer // the item's answer, or the first answer for a duplicate; empty on conflict
+	// Duplicate: the id was seen with the same hash; nothing was written.
+	Duplicate bool
+	// Conflict: the id was seen with another hash; nothing was written.
+	Conflict bool
+}
+
+// Entry is a queued message request.
+type Entry struct {
+	ExtID  string // the gateway's ext_message_id
+	Tenant string
+	MsgID  string // the core's id
+	Brand  string
+	User   string // set when addressed by subject, "" when addressed by token
+
+	Request  []byte // the message request exactly as it arrived
+	Envelope []byte // optional: batch header, root, signature, proof for the audit log
+
+	NotBefore time.Time // next attempt; zero means now
+	ExpiresAt time.Time // zero means never
+	Attempts  int       // incremented by Claim
+	Created   time.Time // set by Accept when zero
+}
+
+// Event is a status callback in the outbox. Seq is assigned per tenant when
+// the event is written; ID and Attempts are set by ClaimEvents.
+type Event struct {
+	ID           int64 // outbox id, for AckEvent and RetryEvent
+	Tenant       string
+	MsgID        string
+	ExtMessageID string
+	Status       string
+	Reason       string
+	DecisionID   string
+	Seq          int64
+	Time         time.Time // set to Now when zero
+	Checkpoint   string
+	Attempts     int // delivery attempts so far, including the current one
+}
+
+// Stats counts the writer's work since Open.
+type Stats struct {
+	Calls   int64 // Accept calls written
+	Items   int64 // items in those calls
+	Commits int64 // transactions committed by the group-commit writer
+}
+
+// Queue is a durable queue in one SQLite file. Its methods are safe for
+// concurrent use.
+type Queue struct {
+	db   *sql.DB // exactly one connection: SQLite has one writer anyway
+	now  func() time.Time
+	ttl  time.Duration
+	max  int
+	log  *slog.Logger
+	reqs chan *acceptReq
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	writer    sync.WaitGroup
+
+	calls, items, commits atomic.Int64
+}
+
+// Open opens or creates the queue file at path and migrates its schema.
+func Open(path string, opts Options) (*Queue, error) {
+	q := &Queue{
+		now:     opts.Now,
+		ttl:     opts.AnswerTTL,
+		max:     opts.MaxBatch,
+		log:     opts.Logger,
+		reqs:    make(chan *acceptReq),
+		closing: make(chan struct{}),
+	}
+	if q.now == nil {
+		q.now = time.Now
+	}
+	if q.ttl <= 0 {
+		q.ttl = 7 * 24 * time.Hour
+	}
+	if q.max <= 0 {
+		q.max = 1000
+	}
+	if q.log == nil {
+		q.log = slog.Default()
+	}
+
+	// Owner-only, before SQLite creates it: the -wal and -shm files copy
+	// the database file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("queue: open: %w", err)
+	}
+	f.Close()
+
+	v := url.Values{}
+	v.Add("_pragma", "busy_timeout(10000)")
+	v.Add("_pragma", "journal_mode(WAL)")
+	v.Add("_pragma", "synchronous(FULL)")
+	v.Add("_pragma", "temp_store(MEMORY)") // statement journals in memory, not temp files
+	v.Set("_txlock", "immediate")
+	// A file: URI, so the path is escaped and may hold any character.
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + v.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("queue: open: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	q.db = db
+	if err := q.migrate(context.Background()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	q.writer.Add(1)
+	go q.writeLoop()
+	return q, nil
+}
+
+// Close stops accepting, waits for the transaction in progress, and closes
+// the file. Calls waiting in Accept get ErrClosed.
+func (q *Queue) Close() error {
+	var err error
+	q.closeOnce.Do(func() {
+		close(q.closing)
+		q.writer.Wait()
+		err = q.db.Close()
+	})
+	return err
+}
+
+// Stats reports the group-commit writer's counters.
+func (q *Queue) Stats() Stats {
+	return Stats{Calls: q.calls.Load(), Items: q.items.Load(), Commits: q.commits.Load()}
+}
+
+// migrations are applied in order; PRAGMA user_version records how many ran.
+// Append, never edit.
+var migrations = []string{
+	`
+CREATE TABLE answers (
+	tenant         TEXT    NOT NULL,
+	id             TEXT    NOT NULL,
+	hash           BLOB    NOT NULL,
+	status         TEXT    NOT NULL,
+	ext_message_id TEXT    NOT NULL,
+	code           TEXT    NOT NULL,
+	message        TEXT    NOT NULL,
+	created        INTEGER NOT NULL,
+	PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX answers_created ON answers (created);
+
+-- due is when the entry may next be claimed: not_before, or the end of its lease.
+CREATE TABLE entries (
+	ext_id     TEXT    PRIMARY KEY,
+	tenant     TEXT    NOT NULL,
+	msg_id     TEXT    NOT NULL,
+	brand      TEXT    NOT NULL,
+	user       TEXT    NOT NULL,
+	request    BLOB    NOT NULL,
+	envelope   BLOB,
+	not_before INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL,
+	attempts   INTEGER NOT NULL,
+	created    INTEGER NOT NULL,
+	due        INTEGER NOT NULL
+);
+CREATE INDEX entries_due ON entries (due);
+CREATE INDEX entries_msg ON entries (tenant, msg_id);
+CREATE INDEX entries_subject ON entries (tenant, brand, user) WHERE user <> '';
+
+-- Sequence numbers outlive the events they numbered, so they stay increasing.
+CREATE TABLE seqs (
+	tenant TEXT    PRIMARY KEY,
+	last   INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+	id             INTEGER PRIMARY KEY,
+	tenant         TEXT    NOT NULL,
+	seq            INTEGER NOT NULL,
+	msg_id         TEXT    NOT NULL,
+	ext_message_id TEXT    NOT NULL,
+	status         TEXT    NOT NULL,
+	reason         TEXT    NOT NULL,
+	decision_id    TEXT    NOT NULL,
+	time           INTEGER NOT NULL,
+	checkpoint     TEXT    NOT NULL,
+	attempts       INTEGER NOT NULL DEFAULT 0,
+	next_at        INTEGER NOT NULL,
+	due            INTEGER NOT NULL,
+	UNIQUE (tenant, seq)
+);
+CREATE INDEX events_due ON events (due);
+`,
+}
+
+func (q *Queue) migrate(ctx context.Context) error {
+	var version int
+	if err := q.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("queue: read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("queue: schema version %d is newer than this binary (%d)", version, len(migrations))
+	}
+	for ; version < len(migrations); version++ {
+		tx, err := q.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("queue: migrate: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[version]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("queue: migrate to %d: %w", version+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("queue: migrate to %d: %w", version+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("queue: migrate to %d: %w", version+1, err)
+		}
+		if version > 0 { // an upgrade, not a new file
+			q.log.Info("queue schema migrated", "version", version+1)
+		}
+	}
+	return nil
+}
+
+// Prune forgets final answers older than AnswerTTL, except those whose entry
+// is still queued (a retry must never enqueue a message twice).
+func (q *Queue) Prune(ctx context.Context) (int, error) {
+	res, err := q.db.ExecContext(ctx, `
+DELETE FROM answers WHERE created < ? AND NOT EXISTS (
+	SELECT 1 FROM entries e WHERE e.tenant = answers.tenant AND e.msg_id = answers.id)`,
+		unixNano(q.now().Add(-q.ttl)))
+	if err != nil {
+		return 0, fmt.Errorf("queue: prune answers: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// txn is one write transaction. It prepares each statement once, and hands
+// out per-tenant sequence numbers from memory, writing them back before the
+// commit (one read and one write per tenant, not per event).
+type txn struct {
+	*sql.Tx
+	now   int64 // Unix nanoseconds when the transaction began
+	stmts map[string]*sql.Stmt
+	seqs  map[string]int64 // tenant → last sequence number handed out
+}
+
+// write runs fn in a write transaction and commits it.
+func (q *Queue) write(ctx context.Context, fn func(*txn) error) error {
+	tx, err := q.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	t := &txn{Tx: tx, now: unixNano(q.now())}
+	err = fn(t)
+	if err == nil {
+		err = t.saveSeqs(ctx)
+	}
+	if err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// stmt returns query prepared in the transaction; it closes with it.
+func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s, ok := t.stmts[query]; ok {
+		return s, nil
+	}
+	s, err := t.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if t.stmts == nil {
+		t.stmts = make(map[string]*sql.Stmt)
+	}
+	t.stmts[query] = s
+	return s, nil
+}
+
+// Times are stored as Unix nanoseconds; 0 stands for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

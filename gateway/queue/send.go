@@ -1,0 +1,179 @@
+package queue
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+const entryColumns = `ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created`
+
+// Claim leases up to limit entries that are due (NotBefore has passed and
+// they are not leased, or their lease has run out), increments their
+// Attempts, and returns them oldest first. A claimed entry stays in the queue
+// until Finish or Retry; if neither comes before the lease ends, it is claimed
+// again; a zero lease makes it claimable again at once. Expired entries are
+// returned like any other: the caller finishes them as "expired".
+func (q *Queue) Claim(ctx context.Context, limit int, lease time.Duration) ([]Entry, error) {
+	if limit <= 0 || lease < 0 {
+		return nil, fmt.Errorf("%w: claim limit %d, lease %v", ErrInvalid, limit, lease)
+	}
+	now := q.now()
+	var out []Entry
+	err := q.write(ctx, func(tx *txn) error {
+		rows, err := tx.QueryContext(ctx, `
+UPDATE entries SET due = ?, attempts = attempts + 1
+WHERE ext_id IN (SELECT ext_id FROM entries WHERE due <= ? ORDER BY due LIMIT ?)
+RETURNING `+entryColumns, now.Add(lease).UnixNano(), now.UnixNano(), limit)
+		if err != nil {
+			return err
+		}
+		out, err = scanEntries(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: claim: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Entry) int {
+		return cmp.Or(a.NotBefore.Compare(b.NotBefore), cmp.Compare(a.ExtID, b.ExtID))
+	})
+	return out, nil
+}
+
+// Finish removes an entry from the queue and puts its final status event in
+// the outbox, in one transaction. The event's Tenant, MsgID and ExtMessageID
+// are set to the entry's. If the entry is gone (finished or cancelled
+// already), Finish writes nothing and returns ErrNotFound, so every entry
+// gets exactly one final event.
+func (q *Queue) Finish(ctx context.Context, extID string, ev Event) error {
+	err := q.write(ctx, func(tx *txn) error {
+		var k entryKey
+		err := tx.QueryRowContext(ctx, `DELETE FROM entries WHERE ext_id = ? RETURNING tenant, msg_id, ext_id`, extID).
+			Scan(&k.tenant, &k.msgID, &k.extID)
+		if err != nil {
+			return err
+		}
+		return tx.addEvent(ctx, k.fill(ev))
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("queue: finish %s: %w", extID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: finish %s: %w", extID, err)
+	}
+	return nil
+}
+
+// Retry releases an entry's lease and makes it due again at at, with an
+// optional status event (such as "deferred") written in the same
+// transaction. ErrNotFound if the entry is gone.
+func (q *Queue) Retry(ctx context.Context, extID string, at time.Time, ev *Event) error {
+	err := q.write(ctx, func(tx *txn) error {
+		var k entryKey
+		n := unixNano(at)
+		err := tx.QueryRowContext(ctx, `UPDATE entries SET not_before = ?, due = ? WHERE ext_id = ? RETURNING tenant, msg_id, ext_id`,
+			n, n, extID).Scan(&k.tenant, &k.msgID, &k.extID)
+		if err != nil || ev == nil {
+			return err
+		}
+		return tx.addEvent(ctx, k.fill(*ev))
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("queue: retry %s: %w", extID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: retry %s: %w", extID, err)
+	}
+	return nil
+}
+
+// CancelSubject finishes every queued entry addressed to the subject
+// (tenant, brand, user), leased or not, with the event ev returns for it
+// (erasure reports "unknown_recipient"), in one transaction, and returns how
+// many it cancelled. Entries addressed by token are not found here; they
+// fail to resolve at send time. ev must not call back into the Queue.
+func (q *Queue) CancelSubject(ctx context.Context, tenant, brand, user string, ev func(Entry) Event) (int, error) {
+	if tenant == "" || user == "" || ev == nil {
+		return 0, fmt.Errorf("%w: cancel needs a tenant, a user and an event", ErrInvalid)
+	}
+	var n int
+	err := q.write(ctx, func(tx *txn) error {
+		rows, err := tx.QueryContext(ctx, `DELETE FROM entries WHERE tenant = ? AND brand = ? AND user = ? RETURNING `+entryColumns,
+			tenant, brand, user)
+		if err != nil {
+			return err
+		}
+		entries, err := scanEntries(rows)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(entries, func(a, b Entry) int {
+			return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ExtID, b.ExtID))
+		})
+		for _, e := range entries {
+			k := entryKey{tenant: e.Tenant, msgID: e.MsgID, extID: e.ExtID}
+			if err := tx.addEvent(ctx, k.fill(ev(e))); err != nil {
+				return err
+			}
+		}
+		n = len(entries)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue: cancel subject: %w", err)
+	}
+	return n, nil
+}
+
+// ReleaseLeases ends every lease now. Call it once at start-up of the only
+// process using the file: leases held by a process that died are void.
+func (q *Queue) ReleaseLeases(ctx context.Context) error {
+	err := q.write(ctx, func(tx *txn) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE entries SET due = not_before WHERE due <> not_before`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE events SET due = next_at WHERE due <> next_at`)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("queue: release leases: %w", err)
+	}
+	return nil
+}
+
+// Len returns the number of queued entries, leased or not.
+func (q *Queue) Len(ctx context.Context) (int, error) {
+	var n int
+	if err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM entries`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("queue: len: %w", err)
+	}
+	return n, nil
+}
+
+func scanEntries(rows *sql.Rows) ([]Entry, error) {
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var e Entry
+		var nb, exp, created int64
+		if err := rows.Scan(&e.ExtID, &e.Tenant, &e.MsgID, &e.Brand, &e.User, &e.Request, &e.Envelope,
+			&nb, &exp, &e.Attempts, &created); err != nil {
+			return nil, err
+		}
+		e.NotBefore, e.ExpiresAt, e.Created = fromUnixNano(nb), fromUnixNano(exp), fromUnixNano(created)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// entryKey names the entry an event is about.
+type entryKey struct{ tenant, msgID, extID string }
+
+func (k entryKey) fill(ev Event) Event {
+	ev.Tenant, ev.MsgID, ev.ExtMessageID = k.tenant, k.msgID, k.extID
+	return ev
+}

@@ -74,8 +74,10 @@ func (r Record) Validate() error {
 	return err
 }
 
-// Normalize returns r with its addresses in normal form (email lower-cased,
-// phone in E.164, chat id canonical, country upper-cased), or the error
+// Normalize returns r with its addresses in the normal form of
+// docs/protocol.md §11.2 (email trimmed with ASCII A-Z lower-cased, phone in
+// E.164, chat id trimmed; see NormalizeEmail, NormalizePhone and
+// NormalizeTelegramChatID) and its country upper-cased, or the error
 // Validate reports. Stores keep records normalised, so a placeholder renders
 // the same value that was tokenised.
 func (r Record) Normalize() (Record, error) {

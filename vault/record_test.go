@@ -130,3 +130,43 @@ func TestAssociatedDataBindsEveryPart(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordNormalizeStoresTheTokenisedForm proves that a record keeps its
+// addresses in exactly the form that is tokenised: every case of
+// normalize.json, put in the record field of its kind, normalises to the
+// table's value or is rejected naming that field.
+func TestRecordNormalizeStoresTheTokenisedForm(t *testing.T) {
+	var cases []normCase
+	loadJSON(t, "normalize.json", &cases)
+	for _, c := range cases {
+		if c.In == "" {
+			continue // an empty field is an absent one
+		}
+		var rec vault.Record
+		var field *string
+		var name string
+		switch c.Kind {
+		case vault.KindEmail:
+			field, name = &rec.Email, "email"
+		case vault.KindPhone:
+			field, name = &rec.Phone, "phone"
+		case vault.KindTelegram:
+			field, name = &rec.TelegramChatID, "telegram_chat_id"
+		default:
+			t.Fatalf("normalize.json: unknown kind %q", c.Kind)
+		}
+		*field = c.In
+		n, err := rec.Normalize()
+		if c.Want == "" {
+			var fe *vault.FieldError
+			if !errors.As(err, &fe) || fe.Field != name {
+				t.Errorf("%s %q (%s): Normalize error %v, want a FieldError for %q", c.Kind, c.In, c.Note, err, name)
+			}
+			continue
+		}
+		rec = n
+		if err != nil || *field != c.Want {
+			t.Errorf("%s %q (%s): record holds %q, %v; want %q", c.Kind, c.In, c.Note, *field, err, c.Want)
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -120,53 +119,106 @@ func Normalize(kind Kind, value string) (string, error) {
 	return "", fmt.Errorf("%w: unknown kind", ErrInvalid)
 }
 
-// NormalizeEmail trims ASCII whitespace and lower-cases an address, then
-// checks it: exactly one '@', a non-empty local part of at most 64 bytes, a
-// domain of non-empty dot-separated labels with at least one dot, at most
-// 254 bytes in all, valid UTF-8 without control characters, spaces, or the
-// specials that only quoted local parts and domain literals may hold
-// (so that a stored address can never turn into two header addresses).
+// The normalisation rules below are the wire rules of docs/protocol.md
+// §11.2, step for step: a second implementation must derive the same token
+// from the same input, so they use no Unicode tables (case mapping and
+// "is space" differ between libraries and Unicode versions), they rewrite
+// nothing but ASCII, and where two spellings could be made equal only by a
+// canonicalisation (a chat id with leading zeros) the value is rejected
+// instead: a rejection is deterministic. There is no Unicode normalisation
+// either: "é" as U+00E9 and as "e" U+0301 are different addresses with
+// different tokens.
+
+// NormalizeEmail returns the normal form of an email address
+// (docs/protocol.md §11.2):
+//
+//  1. trim ASCII whitespace (HT, LF, VT, FF, CR, SP) from both ends;
+//  2. at most 254 bytes;
+//  3. valid UTF-8;
+//  4. no forbidden code point: C0 controls, SP, DEL, C1 controls, the
+//     other Unicode White_Space characters (listed in isForbiddenInEmail),
+//     or one of the specials "(),:;<>[\] that only quoted local parts
+//     and domain literals may hold, so that a stored address can never
+//     turn into two header addresses;
+//  5. exactly one '@';
+//  6. a local part of 1 to 64 bytes;
+//  7. a domain of at least two non-empty dot-separated labels;
+//  8. lower-case ASCII A-Z; every other character is kept as it is.
+//
 // Errors match ErrInvalid and never quote the value.
 func NormalizeEmail(s string) (string, error) {
 	bad := fmt.Errorf("%w: not an email address", ErrInvalid)
 	s = strings.Trim(s, asciiSpace)
-	if len(s) > 4*maxEmailLen || !utf8.ValidString(s) {
+	if len(s) > maxEmailLen || !utf8.ValidString(s) {
 		return "", bad
 	}
 	for _, c := range s {
-		if unicode.IsControl(c) || unicode.IsSpace(c) || strings.ContainsRune(emailSpecials, c) {
+		if isForbiddenInEmail(c) {
 			return "", bad
 		}
 	}
-	s = strings.ToLower(s)
 	local, domain, ok := strings.Cut(s, "@")
-	if !ok || local == "" || len(local) > 64 || strings.Contains(domain, "@") || len(s) > maxEmailLen {
+	if !ok || strings.Contains(domain, "@") || local == "" || len(local) > maxLocalLen {
 		return "", bad
 	}
 	if !strings.Contains(domain, ".") {
 		return "", bad
 	}
-	for _, label := range strings.Split(domain, ".") {
+	for label := range strings.SplitSeq(domain, ".") {
 		if label == "" {
 			return "", bad
 		}
 	}
-	return s, nil
+	return lowerASCII(s), nil
 }
 
 const (
 	asciiSpace    = " \t\n\v\f\r"
 	emailSpecials = `"(),:;<>[\]`
 	maxEmailLen   = 254
+	maxLocalLen   = 64
+	maxPhoneLen   = 64 // before separators are removed
 )
 
-// NormalizePhone returns a number in E.164: ASCII whitespace trimmed,
-// spaces, '-', '.', '(' and ')' removed, a leading "00" replaced by "+",
-// then exactly ^\+[1-9][0-9]{7,14}$. Errors match ErrInvalid.
+// isForbiddenInEmail reports whether c may not appear in an email address:
+// U+0000-U+0020, U+007F-U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029,
+// U+202F, U+205F, U+3000 (C0 and C1 controls, DEL, and every character with
+// the Unicode White_Space property), and the ASCII specials "(),:;<>[\].
+// The list is spelled out, not taken from package unicode, so that it does
+// not move with the Unicode version.
+func isForbiddenInEmail(c rune) bool {
+	switch {
+	case c <= 0x20, 0x7f <= c && c <= 0xa0, c == 0x1680, 0x2000 <= c && c <= 0x200a,
+		c == 0x2028, c == 0x2029, c == 0x202f, c == 0x205f, c == 0x3000:
+		return true
+	}
+	return c < utf8.RuneSelf && strings.ContainsRune(emailSpecials, c)
+}
+
+// lowerASCII maps A-Z to a-z and leaves every other byte alone.
+func lowerASCII(s string) string {
+	i := strings.IndexFunc(s, func(c rune) bool { return 'A' <= c && c <= 'Z' })
+	if i < 0 {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if 'A' <= b[i] && b[i] <= 'Z' {
+			b[i] += 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// NormalizePhone returns a number in E.164 (docs/protocol.md §11.2): ASCII
+// whitespace trimmed from both ends, at most 64 bytes, every space, '-',
+// '.', '(' and ')' removed, a leading "00" replaced by "+", then exactly
+// ^\+[1-9][0-9]{7,14}$. There is no default country. Errors match
+// ErrInvalid.
 func NormalizePhone(s string) (string, error) {
 	bad := fmt.Errorf("%w: not an E.164 phone number", ErrInvalid)
 	s = strings.Trim(s, asciiSpace)
-	if len(s) > 64 {
+	if len(s) > maxPhoneLen {
 		return "", bad
 	}
 	b := make([]byte, 0, 16)
@@ -186,21 +238,23 @@ func NormalizePhone(s string) (string, error) {
 	return string(b), nil
 }
 
-// NormalizeTelegramChatID returns a Telegram chat id in canonical decimal:
-// an optional '-' and digits, no leading zeros, fitting in an int64, not
-// zero. Errors match ErrInvalid.
+// NormalizeTelegramChatID checks a Telegram chat id (docs/protocol.md
+// §11.2): ASCII whitespace trimmed from both ends, then exactly
+// ^-?[1-9][0-9]{0,18}$ and within the int64 range. It rewrites nothing
+// else: "0042", "+42" and "-0" are invalid, not "42" and "0", so that no
+// implementation has to agree with this one on a canonical form. Errors
+// match ErrInvalid.
 func NormalizeTelegramChatID(s string) (string, error) {
 	bad := fmt.Errorf("%w: not a Telegram chat id", ErrInvalid)
 	s = strings.Trim(s, asciiSpace)
 	digits := strings.TrimPrefix(s, "-")
-	if digits == "" || len(digits) > 19 || !allASCII(digits, isDigit) {
+	if digits == "" || len(digits) > 19 || digits[0] == '0' || !allASCII(digits, isDigit) {
 		return "", bad
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n == 0 {
+	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
 		return "", bad
 	}
-	return strconv.FormatInt(n, 10), nil
+	return s, nil
 }
 
 // NewPseudonym returns a fresh pseudonym: 16 bytes from rand in unpadded

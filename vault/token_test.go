@@ -9,9 +9,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/blindpost/blindpost/vault"
 )
@@ -81,6 +84,85 @@ func TestNormalizationErrorsNeverQuoteTheValue(t *testing.T) {
 	}
 }
 
+// TestNormalizationRejectsInvalidUTF8 covers what normalize.json cannot
+// hold: JSON strings are Unicode, so a decoder would replace these bytes.
+func TestNormalizationRejectsInvalidUTF8(t *testing.T) {
+	for name, in := range map[string]string{
+		"lone continuation byte": "alice\x80@example.com",
+		"truncated sequence":     "alice\xc3@example.com",
+		"overlong slash":         "alice\xc0\xaf@example.com",
+		"encoded surrogate":      "alice\xed\xa0\x80@example.com",
+		"0xff":                   "\xffalice@example.com",
+	} {
+		if got, err := vault.NormalizeEmail(in); !errors.Is(err, vault.ErrInvalid) {
+			t.Errorf("%s: NormalizeEmail = %q, %v; want ErrInvalid", name, got, err)
+		}
+	}
+}
+
+// TestNormalizationMatchesTheSpecModel runs every case of normalize.json
+// through specNormalize, the test's own transcription of docs/protocol.md
+// §11.2, so that the table, the model and the code agree with each other;
+// FuzzNormalize then compares the model and the code on arbitrary input.
+func TestNormalizationMatchesTheSpecModel(t *testing.T) {
+	var cases []normCase
+	loadJSON(t, "normalize.json", &cases)
+	for _, c := range cases {
+		got, ok := specNormalize(c.Kind, c.In)
+		if !ok {
+			got = ""
+		}
+		if got != c.Want {
+			t.Errorf("spec model: %s %q (%s) = %q, %v; table wants %q", c.Kind, c.In, c.Note, got, ok, c.Want)
+		}
+	}
+}
+
+// TestTokenVectorsCoverTheNormalizationTable proves that tokens.json holds a
+// token, under key versions 1 and 2, for exactly the values normalize.json
+// accepts: tokens.py generates one from the other, and a hand edit of
+// either file fails here until both agree again.
+func TestTokenVectorsCoverTheNormalizationTable(t *testing.T) {
+	var cases []normCase
+	loadJSON(t, "normalize.json", &cases)
+	var doc struct {
+		Vectors []struct {
+			Kind    vault.Kind `json:"kind"`
+			Version int        `json:"version"`
+			Value   string     `json:"value"`
+		} `json:"vectors"`
+	}
+	loadJSON(t, "tokens.json", &doc)
+	type key struct {
+		kind    vault.Kind
+		version int
+		value   string
+	}
+	want := map[key]bool{}
+	for _, c := range cases {
+		if c.Want != "" {
+			want[key{c.Kind, 1, c.In}] = true
+			want[key{c.Kind, 2, c.In}] = true
+		}
+	}
+	got := map[key]bool{}
+	for _, v := range doc.Vectors {
+		k := key{v.Kind, v.Version, v.Value}
+		if got[k] {
+			t.Errorf("tokens.json: duplicate vector %s v%d %q", v.Kind, v.Version, v.Value)
+		}
+		got[k] = true
+		if !want[k] {
+			t.Errorf("tokens.json: %s v%d %q is not an accepted case of normalize.json", v.Kind, v.Version, v.Value)
+		}
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("tokens.json: no vector for %s v%d %q of normalize.json", k.kind, k.version, k.value)
+		}
+	}
+}
+
 // keyedMAC is a KeyProvider whose token key is the same fixed key for every
 // tenant and version; enough to check the token grammar against vectors.
 type keyedMAC []byte
@@ -131,7 +213,7 @@ func TestTokenOfEquivalentSpellingsIsEqual(t *testing.T) {
 	for _, pair := range [][3]string{
 		{"email", "alice@example.com", " ALICE@Example.com "},
 		{"phone", "+15550100001", "001 (555) 010-0001"},
-		{"tg", "42", "0042"},
+		{"tg", "-1001234567890", " -1001234567890\t"},
 	} {
 		a, err1 := vault.Tokenize(ctx, kp, "t", 1, vault.Kind(pair[0]), pair[1])
 		b, err2 := vault.Tokenize(ctx, kp, "t", 1, vault.Kind(pair[0]), pair[2])
@@ -169,6 +251,7 @@ func TestParseTokenRejectsMalformed(t *testing.T) {
 		"negative version":  "tok_email_v-1_" + mac,
 		"no version":        "tok_email_v_" + mac,
 		"huge version":      "tok_email_v99999999999_" + mac,
+		"version > 2^31-1":  "tok_email_v2147483648_" + mac,
 		"short MAC":         "tok_email_v1_" + mac[1:],
 		"long MAC":          "tok_email_v1_" + mac + "a",
 		"upper-case MAC":    "tok_email_v1_" + strings.ToUpper(mac),
@@ -256,3 +339,75 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNormalizeAgreesWithTheSpec compares the code with specNormalize, a
+// separate transcription of docs/protocol.md §11.2, on arbitrary input.
+func FuzzNormalizeAgreesWithTheSpec(f *testing.F) {
+	var cases []normCase
+	loadJSON(f, "normalize.json", &cases)
+	for _, c := range cases {
+		f.Add(string(c.Kind), c.In)
+	}
+	f.Fuzz(func(t *testing.T, kind, in string) {
+		k := vault.Kind(kind)
+		if !k.Valid() {
+			return
+		}
+		got, err := vault.Normalize(k, in)
+		want, ok := specNormalize(k, in)
+		if (err == nil) != ok || got != want {
+			t.Fatalf("%s %q: code gives %q, %v; spec gives %q, %v", kind, in, got, err, want, ok)
+		}
+	})
+}
+
+// specNormalize is docs/protocol.md §11.2 transcribed step by step, apart
+// from token.go and in a different style (regular expressions, math/big),
+// so that the fuzzer can hold the code to the text.
+func specNormalize(kind vault.Kind, s string) (string, bool) {
+	s = strings.Trim(s, "\t\n\v\f\r ") // step 1 of every kind
+	switch kind {
+	case vault.KindEmail:
+		if len(s) > 254 || !utf8.ValidString(s) || specEmailForbidden.MatchString(s) || strings.Count(s, "@") != 1 {
+			return "", false
+		}
+		local, domain, _ := strings.Cut(s, "@")
+		if len(local) < 1 || len(local) > 64 || !specDomain.MatchString(domain) {
+			return "", false
+		}
+		return strings.Map(func(r rune) rune {
+			if 'A' <= r && r <= 'Z' {
+				return r + ('a' - 'A')
+			}
+			return r
+		}, s), true
+	case vault.KindPhone:
+		if len(s) > 64 {
+			return "", false
+		}
+		s = strings.NewReplacer(" ", "", "-", "", ".", "", "(", "", ")", "").Replace(s)
+		if rest, ok := strings.CutPrefix(s, "00"); ok {
+			s = "+" + rest
+		}
+		if !specPhone.MatchString(s) {
+			return "", false
+		}
+		return s, true
+	case vault.KindTelegram:
+		if !specChatID.MatchString(s) {
+			return "", false
+		}
+		if n, ok := new(big.Int).SetString(s, 10); !ok || !n.IsInt64() {
+			return "", false
+		}
+		return s, true
+	}
+	return "", false
+}
+
+var (
+	specEmailForbidden = regexp.MustCompile(`[\x00-\x20\x{7f}-\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"(),:;<>\[\\\]]`)
+	specDomain         = regexp.MustCompile(`\A[^.]+(\.[^.]+)+\z`)
+	specPhone          = regexp.MustCompile(`\A\+[1-9][0-9]{7,14}\z`)
+	specChatID         = regexp.MustCompile(`\A-?[1-9][0-9]{0,18}\z`)
+)

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blindpost/blindpost/internal/devenv"
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	c := &cli{stdout: &out, stderr: &errb, stdin: strings.NewReader(stdin)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := run(ctx, c, args)
+	return out.String() + errb.String(), err
+}
+
+func TestDemoShowsTheWholeJourney(t *testing.T) {
+	out, err := runCLI(t, "", "demo")
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"accepted", "sent", "denied (opted_out", "delivered", "demo: ok"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestKeysGenerateWritesPrivateFiles0600AndPrintsFingerprints(t *testing.T) {
+	dir := t.TempDir()
+	for _, kind := range []string{"gateway", "core", "vault"} {
+		out, err := runCLI(t, "", "keys", "generate", kind, "--out", filepath.Join(dir, kind))
+		if err != nil {
+			t.Fatalf("keys generate %s: %v\n%s", kind, err, out)
+		}
+	}
+	for _, p := range []string{"gateway/hpke.key", "gateway/signing.key", "core/signing.key", "vault/vault.key"} {
+		fi, err := os.Stat(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", p, fi.Mode().Perm())
+		}
+	}
+	out, err := runCLI(t, "", "keys", "public", filepath.Join(dir, "gateway"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "hpke (X-Wing)") || !strings.Contains(out, "SHA256:") || !strings.Contains(out, "kid=") {
+		t.Errorf("keys public output:\n%s", out)
+	}
+	if _, err := runCLI(t, "", "keys", "generate", "core", "--out", filepath.Join(dir, "core")); err == nil {
+		t.Error("keys generate overwrote existing keys")
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	if out, err := runCLI(t, "", "config", "check", "../../deploy/gateway.example.yaml"); err != nil {
+		t.Fatalf("example config: %v\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("listen: 127.0.0.1:1\nlisten_typo: x\n"), 0o600)
+	out, err := runCLI(t, "", "config", "check", bad)
+	if err == nil || !strings.Contains(err.Error(), "listen_typo") {
+		t.Fatalf("config check of a typo: %v\n%s", err, out)
+	}
+}
+
+func TestSubjectsAndSendAgainstDevGateway(t *testing.T) {
+	dir := t.TempDir()
+	env, err := devenv.Start(context.Background(), dir, devenv.Options{PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	out, err := runCLI(t, `{"email":"cli.player@example.com","first_name":"Kim"}`,
+		"subjects", "put", "--dev", dir, "--brand", devenv.Brand, "--user", "cli-1")
+	if err != nil || !strings.Contains(out, "tok_email_v1_") {
+		t.Fatalf("subjects put: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "cli.player@example.com") {
+		t.Fatalf("subjects put echoed PII:\n%s", out)
+	}
+	out, err = runCLI(t, `{"brand":"casino-1","user":"cli-2","record":{"email":"cli.two@example.com"}}
+{"brand":"casino-1","user":"cli-3","record":{"email":"not an email"}}
+`, "subjects", "import", "--dev", dir)
+	if err != nil || !strings.Contains(out, `"imported":1`) {
+		t.Fatalf("subjects import: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "", "send", "--dev", dir, "--brand", devenv.Brand, "--user", "cli-1",
+		"--purpose", "password_reset", "--subject", "Hi {{pii.first_name}}", "--text", "Hello {{pii.first_name}}")
+	if err != nil || !strings.Contains(out, `"status": "accepted"`) {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for env.Capture.Count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if env.Capture.Count() != 1 {
+		t.Fatal("the dev gateway delivered nothing")
+	}
+	if out, err := runCLI(t, "", "subjects", "erase", "--dev", dir, "--brand", devenv.Brand, "--user", "cli-1"); err != nil {
+		t.Fatalf("subjects erase: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,340 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/blindpost/blindpost/envelope"
+	"github.com/blindpost/blindpost/gateway/queue"
+	"github.com/blindpost/blindpost/gateway/render"
+	"github.com/blindpost/blindpost/policy"
+	"github.com/blindpost/blindpost/vault"
+)
+
+// MaxEnvelopeBytes bounds one POST /v1/messages body.
+const MaxEnvelopeBytes = 8 << 20
+
+// Answer statuses for one message request.
+const (
+	StatusAccepted  = "accepted"
+	StatusRejected  = "rejected"
+	StatusRetryable = "retryable"
+)
+
+// Result is the gateway's answer to one message request of a batch.
+type Result struct {
+	ID           string `json:"id"`
+	Status       string `json:"status"`
+	ExtMessageID string `json:"ext_message_id,omitempty"`
+	Code         string `json:"code,omitempty"`
+	Message      string `json:"message,omitempty"`
+	Duplicate    bool   `json:"duplicate,omitempty"`
+}
+
+// Response is the body of a 202 answer to POST /v1/messages.
+type Response struct {
+	Results []Result `json:"results"`
+}
+
+// ErrorBody is the body of every non-2xx answer.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (g *Gateway) messageHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/messages", g.handleMessages)
+	mux.HandleFunc("GET /healthz", g.healthz)
+	mux.HandleFunc("GET /readyz", g.readyz)
+	return mux
+}
+
+func (g *Gateway) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	writeJSON(w, status, b)
+}
+
+// envelopeError maps an envelope failure to an HTTP answer. Messages are
+// fixed strings: nothing from the request is echoed back.
+func envelopeError(err error) (status int, code, msg string) {
+	switch {
+	case errors.Is(err, envelope.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large", "envelope exceeds the size limit"
+	case errors.Is(err, envelope.ErrUnknownKey):
+		return http.StatusUnauthorized, "unknown_key", "unknown sender or recipient key id"
+	case errors.Is(err, envelope.ErrBadSignature):
+		return http.StatusUnauthorized, "bad_signature", "signature does not verify"
+	case errors.Is(err, envelope.ErrStale):
+		return http.StatusUnauthorized, "stale", "timestamp outside the accepted window"
+	case errors.Is(err, envelope.ErrReplay):
+		return http.StatusConflict, "replay", "nonce already seen"
+	case errors.Is(err, envelope.ErrDecrypt):
+		return http.StatusBadRequest, "decrypt_failed", "ciphertext does not open"
+	case errors.Is(err, envelope.ErrTenantMismatch):
+		return http.StatusForbidden, "tenant_mismatch", "a message's tenant differs from the envelope's"
+	case errors.Is(err, envelope.ErrVersion):
+		return http.StatusBadRequest, "version", "unsupported envelope version"
+	case errors.Is(err, envelope.ErrUnavailable):
+		return http.StatusServiceUnavailable, "unavailable", "replay protection unavailable, retry"
+	case errors.Is(err, envelope.ErrMalformed), errors.Is(err, envelope.ErrInvalidMessage):
+		return http.StatusBadRequest, "malformed", "malformed envelope"
+	default:
+		return http.StatusInternalServerError, "internal", "internal error"
+	}
+}
+
+func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request) {
+	start := g.now()
+	env, err := envelope.Decode(http.MaxBytesReader(w, r.Body, MaxEnvelopeBytes), MaxEnvelopeBytes)
+	if err != nil {
+		st, code, msg := envelopeError(err)
+		g.metrics.envelopes.WithLabelValues(code).Inc()
+		writeError(w, st, code, msg)
+		return
+	}
+	resp, err := g.Accept(r.Context(), env)
+	if err != nil {
+		st, code, msg := envelopeError(err)
+		if errors.Is(err, errQueue) {
+			st, code, msg = http.StatusServiceUnavailable, "unavailable", "queue unavailable, retry"
+		}
+		g.metrics.envelopes.WithLabelValues(code).Inc()
+		g.log.Warn("envelope refused", "tenant", env.Tenant, "code", code, "err", err)
+		writeError(w, st, code, msg)
+		return
+	}
+	g.metrics.envelopes.WithLabelValues("ok").Inc()
+	g.metrics.acceptDur.WithLabelValues(batchBucket(len(resp.Results))).Observe(g.now().Sub(start).Seconds())
+	writeJSON(w, http.StatusAccepted, resp)
+}
+
+var errQueue = errors.New("queue")
+
+// Accept runs the accept half of the pipeline for one envelope: verify,
+// open, then per message validate, pre-check against the policy, and queue
+// durably together with the remembered answer. It returns only once every
+// accepted message is on disk.
+func (g *Gateway) Accept(ctx context.Context, env *envelope.Envelope) (*Response, error) {
+	batch, err := g.opener.Open(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	now := g.now()
+	results := make([]Result, len(batch.Messages))
+	var items []queue.Item
+	var itemIdx []int
+	for i, raw := range batch.Messages {
+		res, item := g.check(ctx, batch, i, raw, now)
+		results[i] = res
+		if item != nil {
+			items = append(items, *item)
+			itemIdx = append(itemIdx, i)
+		}
+	}
+	if len(items) > 0 {
+		outs, err := g.queue.Accept(ctx, items)
+		if err != nil {
+			return nil, errors.Join(errQueue, err)
+		}
+		for k, o := range outs {
+			i := itemIdx[k]
+			res := Result{ID: results[i].ID, Status: o.Answer.Status, ExtMessageID: o.Answer.ExtMessageID,
+				Code: o.Answer.Code, Message: o.Answer.Message, Duplicate: o.Duplicate}
+			if o.Conflict {
+				res = Result{ID: res.ID, Status: StatusRejected, Code: "conflict",
+					Message: "this id was used before with different content; not sent"}
+			}
+			results[i] = res
+		}
+		g.kick()
+	}
+	for _, r := range results {
+		g.metrics.messages.WithLabelValues(batch.Tenant, r.Status).Inc()
+	}
+	g.log.Info("envelope accepted", "tenant", batch.Tenant, "kid", batch.KidSender, "messages", len(results))
+	return &Response{Results: results}, nil
+}
+
+// check validates one message of a batch and decides its answer. A nil item
+// means the answer is not remembered: the request had no usable id, or the
+// failure was retryable.
+func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.RawMessage, now time.Time) (Result, *queue.Item) {
+	m, err := envelope.ParseMessage(raw)
+	if err != nil {
+		id := looseID(raw)
+		res := Result{ID: id, Status: StatusRejected, Code: "invalid_message", Message: safeMessage(err)}
+		if id == "" {
+			return res, nil
+		}
+		return res, reject(b, i, id, res)
+	}
+	rej := func(code, msg string) (Result, *queue.Item) {
+		res := Result{ID: m.ID, Status: StatusRejected, Code: code, Message: msg}
+		return res, reject(b, i, m.ID, res)
+	}
+	t := g.tenants[m.Tenant]
+	if m.Channel != "email" {
+		return rej("channel_unavailable", "no adapter is configured for this channel")
+	}
+	if !senderAllowed(t.EmailFromDomains, m.From) {
+		return rej("sender_not_allowed", "the from address is not in the tenant's sender allow-list")
+	}
+	if m.ExpiresAt != nil && !m.ExpiresAt.After(now) {
+		return rej("expired", "expires_at is in the past")
+	}
+	fields, err := render.Placeholders(render.Template{Subject: m.Subject, HTML: m.HTML, Text: m.Text})
+	if err != nil {
+		return rej("invalid_template", safeMessage(err))
+	}
+	d, err := g.policy.Decide(ctx, policy.Input{
+		API: "native", Stage: "accept", Tenant: m.Tenant, Brand: m.Brand,
+		Channel: m.Channel, Category: m.Category, Purpose: m.Purpose, Placeholders: fields,
+	})
+	g.metrics.decisions.WithLabelValues("accept", boolLabel(err == nil && d.Allow)).Inc()
+	if err != nil {
+		g.log.Error("policy unavailable at accept", "tenant", m.Tenant, "id", m.ID, "err", err)
+		return Result{ID: m.ID, Status: StatusRetryable, Code: "policy_unavailable", Message: "policy engine unavailable, retry"}, nil
+	}
+	if !d.Allow {
+		g.log.Info("denied at accept", "tenant", m.Tenant, "id", m.ID, "decision", d.ID, "reasons", d.Reasons)
+		return rej("denied", "denied by policy: "+strings.Join(d.Reasons, ","))
+	}
+
+	ext := newExtID()
+	res := Result{ID: m.ID, Status: StatusAccepted, ExtMessageID: ext}
+	e := &queue.Entry{
+		ExtID: ext, Tenant: m.Tenant, MsgID: m.ID, Brand: m.Brand, User: m.To.Subject,
+		Request: raw, Envelope: auditRecord(b, i), Created: now,
+	}
+	if m.NotBefore != nil {
+		e.NotBefore = *m.NotBefore
+	}
+	if m.ExpiresAt != nil {
+		e.ExpiresAt = *m.ExpiresAt
+	}
+	return res, &queue.Item{Tenant: m.Tenant, ID: m.ID, Hash: b.Digests[i],
+		Answer: queue.Answer{Status: StatusAccepted, ExtMessageID: ext}, Entry: e}
+}
+
+func reject(b *envelope.Batch, i int, id string, res Result) *queue.Item {
+	return &queue.Item{Tenant: b.Tenant, ID: id, Hash: b.Digests[i],
+		Answer: queue.Answer{Status: StatusRejected, Code: res.Code, Message: res.Message}}
+}
+
+// auditRecord keeps what lets an auditor prove later, without the HPKE
+// private key, that the core asked for this message: the signed header, the
+// batch root and inner signature, and the message's inclusion path.
+func auditRecord(b *envelope.Batch, i int) []byte {
+	proof := b.InclusionProof(i)
+	p := make([]string, len(proof))
+	for k, h := range proof {
+		p[k] = base64.RawURLEncoding.EncodeToString(h[:])
+	}
+	out, _ := json.Marshal(map[string]any{
+		"header":     base64.RawURLEncoding.EncodeToString(b.Header),
+		"kid_sender": b.KidSender,
+		"root":       base64.RawURLEncoding.EncodeToString(b.Root[:]),
+		"inner_sig":  base64.RawURLEncoding.EncodeToString(b.InnerSig),
+		"index":      i,
+		"size":       len(b.Messages),
+		"digest":     base64.RawURLEncoding.EncodeToString(b.Digests[i][:]),
+		"proof":      p,
+	})
+	return out
+}
+
+// looseID recovers the id of a message that failed strict parsing, so its
+// rejection can still be matched by the core. It is bounded and printable.
+func looseID(raw json.RawMessage) string {
+	var v struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(raw, &v) != nil || len(v.ID) > 128 {
+		return ""
+	}
+	for _, r := range v.ID {
+		if r < 0x21 || r > 0x7e {
+			return ""
+		}
+	}
+	return v.ID
+}
+
+// safeMessage returns an error's text for the core. The packages that
+// produce these errors name fields, never values, so the text carries no
+// PII; it is still bounded.
+func safeMessage(err error) string {
+	s := err.Error()
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+func senderAllowed(domains []string, from string) bool {
+	a, err := mail.ParseAddress(from)
+	if err != nil {
+		return false
+	}
+	dom := a.Address[strings.LastIndexByte(a.Address, '@')+1:]
+	for _, d := range domains {
+		if strings.EqualFold(d, dom) {
+			return true
+		}
+	}
+	return false
+}
+
+var extEnc = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func newExtID() string {
+	var b [15]byte
+	rand.Read(b[:])
+	return "bpm_" + strings.ToLower(extEnc.EncodeToString(b[:]))
+}
+
+func boolLabel(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}
+
+func (g *Gateway) onErase(ctx context.Context, ref vault.Ref) error {
+	n, err := g.queue.CancelSubject(ctx, ref.Tenant, ref.Brand, ref.User, func(e queue.Entry) queue.Event {
+		return queue.Event{Tenant: e.Tenant, MsgID: e.MsgID, ExtMessageID: e.ExtID,
+			Status: "unknown_recipient", Reason: "erased", Time: g.now()}
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		g.log.Info("erasure cancelled queued messages", "tenant", ref.Tenant, "count", n)
+	}
+	return nil
+}

@@ -1,0 +1,336 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the gateway's configuration file. Decoding is strict: an unknown
+// key is an error, because a misspelt security setting silently ignored is
+// worse than a gateway that refuses to start.
+type Config struct {
+	Listen        string       `yaml:"listen"`
+	TLS           TLSConfig    `yaml:"tls"`
+	AdminListen   string       `yaml:"admin_listen"`
+	MetricsListen string       `yaml:"metrics_listen"`
+	DataDir       string       `yaml:"data_dir"`
+	Keys          KeysConfig   `yaml:"keys"`
+	Vault         VaultConfig  `yaml:"vault"`
+	Policy        PolicyConfig `yaml:"policy"`
+	SMTP          SMTPConfig   `yaml:"smtp"`
+	Send          SendConfig   `yaml:"send"`
+	Callbacks     CallbackConf `yaml:"callbacks"`
+	Tenants       []Tenant     `yaml:"tenants"`
+}
+
+// TLSConfig configures the message listener. An empty CertFile serves plain
+// HTTP, which Validate allows only on a loopback address.
+type TLSConfig struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// KeysConfig names the gateway's private keys. Several HPKE keys may be
+// served at once so the core can move to a new one without downtime.
+type KeysConfig struct {
+	HPKE    []string `yaml:"hpke"`
+	Signing string   `yaml:"signing"`
+}
+
+type VaultConfig struct {
+	Embedded EmbeddedVaultConfig `yaml:"embedded"`
+}
+
+type EmbeddedVaultConfig struct {
+	Path          string `yaml:"path"`
+	KeyFile       string `yaml:"key_file"`
+	PassphraseEnv string `yaml:"passphrase_env"`
+}
+
+type PolicyConfig struct {
+	// Dir holds a Rego bundle; empty means the bundle compiled into the binary.
+	Dir string `yaml:"dir"`
+}
+
+type SMTPConfig struct {
+	Addr        string   `yaml:"addr"`
+	Helo        string   `yaml:"helo"`
+	TLS         string   `yaml:"tls"`
+	CAFile      string   `yaml:"ca_file"`
+	Username    string   `yaml:"username"`
+	PasswordEnv string   `yaml:"password_env"`
+	Timeout     Duration `yaml:"timeout"`
+}
+
+type SendConfig struct {
+	Workers     int      `yaml:"workers"`
+	MaxAttempts int      `yaml:"max_attempts"`
+	MaxAge      Duration `yaml:"max_age"`
+	Lease       Duration `yaml:"lease"`
+}
+
+type CallbackConf struct {
+	// AllowPrivate lets callbacks reach loopback and private addresses. Only
+	// `blindpost dev` sets it: a production gateway sits inside the
+	// operator's network and must not be steered into it.
+	AllowPrivate bool `yaml:"allow_private"`
+}
+
+// Tenant is one operator label served by this gateway.
+type Tenant struct {
+	ID               string   `yaml:"id"`
+	CoreKeys         []string `yaml:"core_keys"`
+	AdminTokensEnv   string   `yaml:"admin_tokens_env"`
+	AdminTokensFile  string   `yaml:"admin_tokens_file"`
+	CallbackURL      string   `yaml:"callback_url"`
+	EmailFromDomains []string `yaml:"email_from_domains"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 30s, 2m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ErrConfig marks every configuration error.
+var ErrConfig = errors.New("config")
+
+// LoadConfig reads, strictly decodes, defaults and validates a config file.
+// Relative paths in it are taken relative to the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	cfg, err := ParseConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	base, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	cfg.resolvePaths(base)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes a config strictly and fills in defaults, without
+// validating it.
+func ParseConfig(r io.Reader) (*Config, error) {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	cfg.SetDefaults()
+	return &cfg, nil
+}
+
+// SetDefaults fills in every setting left empty.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8443"
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = "127.0.0.1:8444"
+	}
+	if c.Vault.Embedded.Path == "" {
+		c.Vault.Embedded.Path = "vault.db"
+	}
+	if c.SMTP.TLS == "" {
+		c.SMTP.TLS = "require"
+	}
+	if c.SMTP.Timeout == 0 {
+		c.SMTP.Timeout = Duration(30 * time.Second)
+	}
+	if c.Send.Workers == 0 {
+		c.Send.Workers = 4
+	}
+	if c.Send.MaxAttempts == 0 {
+		c.Send.MaxAttempts = 8
+	}
+	if c.Send.MaxAge == 0 {
+		c.Send.MaxAge = Duration(72 * time.Hour)
+	}
+	if c.Send.Lease == 0 {
+		c.Send.Lease = Duration(2 * time.Minute)
+	}
+}
+
+func (c *Config) resolvePaths(base string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.DataDir)
+	abs(&c.TLS.CertFile)
+	abs(&c.TLS.KeyFile)
+	abs(&c.TLS.ClientCAFile)
+	for i := range c.Keys.HPKE {
+		abs(&c.Keys.HPKE[i])
+	}
+	abs(&c.Keys.Signing)
+	abs(&c.Vault.Embedded.KeyFile)
+	if c.DataDir != "" && !filepath.IsAbs(c.Vault.Embedded.Path) {
+		c.Vault.Embedded.Path = filepath.Join(c.DataDir, c.Vault.Embedded.Path)
+	}
+	abs(&c.Vault.Embedded.Path)
+	abs(&c.Policy.Dir)
+	abs(&c.SMTP.CAFile)
+	for i := range c.Tenants {
+		for j := range c.Tenants[i].CoreKeys {
+			abs(&c.Tenants[i].CoreKeys[j])
+		}
+		abs(&c.Tenants[i].AdminTokensFile)
+	}
+}
+
+// Validate checks the whole config and reports every problem, each naming
+// its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...)))
+	}
+	checkAddr := func(field, addr string, required bool) {
+		if addr == "" {
+			if required {
+				bad(field, "required")
+			}
+			return
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(field, "want host:port, got %q", addr)
+		}
+	}
+	checkAddr("listen", c.Listen, true)
+	checkAddr("admin_listen", c.AdminListen, true)
+	checkAddr("metrics_listen", c.MetricsListen, false)
+	if c.TLS.CertFile == "" {
+		if !isLoopback(c.Listen) {
+			bad("tls.cert_file", "required when listen is not a loopback address")
+		}
+		if c.TLS.ClientCAFile != "" {
+			bad("tls.client_ca_file", "needs tls.cert_file")
+		}
+	} else if c.TLS.KeyFile == "" {
+		bad("tls.key_file", "required with tls.cert_file")
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "required")
+	}
+	if len(c.Keys.HPKE) == 0 {
+		bad("keys.hpke", "at least one HPKE private key file is required")
+	}
+	if c.Keys.Signing == "" {
+		bad("keys.signing", "required")
+	}
+	ev := c.Vault.Embedded
+	switch {
+	case ev.KeyFile == "" && ev.PassphraseEnv == "":
+		bad("vault.embedded", "one of key_file or passphrase_env is required")
+	case ev.KeyFile != "" && ev.PassphraseEnv != "":
+		bad("vault.embedded", "key_file and passphrase_env are exclusive")
+	}
+	checkAddr("smtp.addr", c.SMTP.Addr, true)
+	switch c.SMTP.TLS {
+	case "require", "opportunistic", "none":
+	default:
+		bad("smtp.tls", "want require, opportunistic or none, got %q", c.SMTP.TLS)
+	}
+	if c.SMTP.Username != "" && c.SMTP.PasswordEnv == "" {
+		bad("smtp.password_env", "required with smtp.username")
+	}
+	if c.Send.Workers < 1 || c.Send.Workers > 256 {
+		bad("send.workers", "want 1..256, got %d", c.Send.Workers)
+	}
+	if c.Send.MaxAttempts < 1 {
+		bad("send.max_attempts", "want at least 1")
+	}
+	if len(c.Tenants) == 0 {
+		bad("tenants", "at least one tenant is required")
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Tenants {
+		f := fmt.Sprintf("tenants[%d]", i)
+		if !validTenantID(t.ID) {
+			bad(f+".id", "want 1-64 characters of [a-z0-9_-], got %q", t.ID)
+		}
+		if seen[t.ID] {
+			bad(f+".id", "duplicate tenant %q", t.ID)
+		}
+		seen[t.ID] = true
+		if len(t.CoreKeys) == 0 {
+			bad(f+".core_keys", "at least one pinned core public key is required")
+		}
+		if t.AdminTokensEnv == "" && t.AdminTokensFile == "" {
+			bad(f+".admin_tokens_env", "one of admin_tokens_env or admin_tokens_file is required")
+		}
+		if t.CallbackURL != "" {
+			u, err := url.Parse(t.CallbackURL)
+			switch {
+			case err != nil || u.Host == "":
+				bad(f+".callback_url", "not an absolute URL")
+			case u.Scheme != "https" && !(u.Scheme == "http" && c.Callbacks.AllowPrivate):
+				bad(f+".callback_url", "must be https")
+			}
+		}
+		if len(t.EmailFromDomains) == 0 {
+			bad(f+".email_from_domains", "at least one sender domain is required")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validTenantID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Marshal writes the config as YAML (used by `blindpost dev`).
+func (c *Config) Marshal() ([]byte, error) {
+	return yaml.Marshal(c)
+}

@@ -1,0 +1,452 @@
+// Package gateway is the operator-side service of blindpost. It runs inside
+// the operator's network, next to the vault that holds players' PII. It
+// accepts sealed, signed message requests from the vendor's core (which
+// carry only tokens and pseudonymous ids), checks them against the
+// operator's policy, queues them durably, and at send time resolves the
+// recipient from the vault, decides again, renders and delivers. Nothing it
+// writes to disk outside the vault, and nothing it returns, logs, counts or
+// calls back, holds resolved PII.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/blindpost/blindpost/adapters/smtp"
+	"github.com/blindpost/blindpost/envelope"
+	"github.com/blindpost/blindpost/gateway/admin"
+	"github.com/blindpost/blindpost/gateway/callback"
+	"github.com/blindpost/blindpost/gateway/queue"
+	"github.com/blindpost/blindpost/policy"
+	"github.com/blindpost/blindpost/vault"
+	"github.com/blindpost/blindpost/vault/embedded"
+)
+
+// Decider is the policy engine as the pipeline uses it.
+type Decider interface {
+	Decide(ctx context.Context, in policy.Input) (policy.Decision, error)
+}
+
+// EmailSender delivers one rendered email.
+type EmailSender interface {
+	Send(ctx context.Context, m smtp.Message) (smtp.Result, error)
+}
+
+// CallbackPoster posts one signed status callback to the core.
+type CallbackPoster interface {
+	Post(ctx context.Context, url string, p callback.Payload) error
+}
+
+// Options carries what a caller may inject instead of what Open builds from
+// the config: tests and `blindpost dev` use them.
+type Options struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Policy overrides the bundle named in the config.
+	Policy fs.FS
+	// PolicyData overrides the bundle's operator settings.
+	PolicyData map[string]any
+	// Email overrides the SMTP adapter built from the config.
+	Email EmailSender
+	// PollInterval is how often idle workers look for due work.
+	PollInterval time.Duration
+}
+
+// Gateway is one running gateway node.
+type Gateway struct {
+	cfg     *Config
+	log     *slog.Logger
+	now     func() time.Time
+	poll    time.Duration
+	opener  *envelope.Opener
+	signing *envelope.SigningKey
+	store   vault.Store
+	policy  Decider
+	queue   *queue.Queue
+	email   EmailSender
+	calls   CallbackPoster
+	tenants map[string]*Tenant
+	admin   *admin.Tokens
+	metrics *metrics
+
+	wake chan struct{}
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	servers   []*http.Server
+	msgAddr   string
+	adminAddr string
+	closers   []func() error
+}
+
+// Open builds a gateway from its config: it loads keys, opens the vault and
+// the queue, and compiles the policy. It refuses to start without a valid
+// policy bundle, so a gateway never runs without its rules.
+func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error) {
+	g := &Gateway{
+		cfg:     cfg,
+		log:     opts.Logger,
+		now:     opts.Now,
+		poll:    opts.PollInterval,
+		tenants: map[string]*Tenant{},
+		metrics: newMetrics(),
+		wake:    make(chan struct{}, 1),
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.poll == 0 {
+		g.poll = 250 * time.Millisecond
+	}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+
+	// Keys: every configured HPKE key opens envelopes; the core picks one.
+	var rks []*envelope.RecipientKey
+	for _, p := range cfg.Keys.HPKE {
+		k, err := envelope.LoadRecipientKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("keys.hpke: %w", err)
+		}
+		rks = append(rks, k)
+	}
+	g.signing, err = envelope.LoadSigningKey(cfg.Keys.Signing)
+	if err != nil {
+		return nil, fmt.Errorf("keys.signing: %w", err)
+	}
+	senders := envelope.NewSenderKeyring()
+	tokens := map[string]string{}
+	for i := range cfg.Tenants {
+		t := &cfg.Tenants[i]
+		g.tenants[t.ID] = t
+		for _, p := range t.CoreKeys {
+			k, err := envelope.LoadVerifyingKey(p)
+			if err != nil {
+				return nil, fmt.Errorf("tenants[%d].core_keys: %w", i, err)
+			}
+			senders.Pin(t.ID, k)
+		}
+		toks, err := t.adminTokens()
+		if err != nil {
+			return nil, fmt.Errorf("tenants[%d]: %w", i, err)
+		}
+		for _, tok := range toks {
+			tokens[tok] = t.ID
+		}
+	}
+	g.admin = admin.NewTokens(tokens)
+	g.opener = &envelope.Opener{
+		Keys:    envelope.NewRecipientKeyring(rks...),
+		Senders: senders,
+		Replay:  envelope.NewMemoryReplayCache(g.now),
+		Now:     g.now,
+	}
+
+	// Policy: compiled once, refused if broken.
+	bundle := opts.Policy
+	if bundle == nil && cfg.Policy.Dir != "" {
+		bundle = os.DirFS(cfg.Policy.Dir)
+	}
+	if bundle == nil {
+		bundle = policy.BundleFS()
+	}
+	ev, err := policy.New(ctx, bundle, policy.Options{Now: g.now, Data: opts.PolicyData})
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	g.policy = ev
+
+	// Vault.
+	kp, err := keyProvider(cfg.Vault.Embedded)
+	if err != nil {
+		return nil, fmt.Errorf("vault.embedded: %w", err)
+	}
+	st, err := embedded.Open(cfg.Vault.Embedded.Path, kp, embedded.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("vault.embedded: %w", err)
+	}
+	g.store = st
+	g.closers = append(g.closers, st.Close)
+
+	// Queue.
+	q, err := queue.Open(filepath.Join(cfg.DataDir, "queue.db"), queue.Options{Now: g.now, Logger: g.log})
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	g.queue = q
+	g.closers = append(g.closers, q.Close)
+	// One node owns the embedded queue, so leases held by a process that
+	// died are over the moment this one starts.
+	if err := q.ReleaseLeases(ctx); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+
+	g.email = opts.Email
+	if g.email == nil {
+		s, err := smtpSender(cfg.SMTP)
+		if err != nil {
+			return nil, fmt.Errorf("smtp: %w", err)
+		}
+		g.email = s
+	}
+	g.calls = callback.NewClient(g.signing.Private, callback.ClientOptions{
+		AllowPrivate: cfg.Callbacks.AllowPrivate,
+		Timeout:      10 * time.Second,
+		Now:          g.now,
+	})
+	return g, nil
+}
+
+func keyProvider(c EmbeddedVaultConfig) (vault.KeyProvider, error) {
+	if c.PassphraseEnv != "" {
+		pass := os.Getenv(c.PassphraseEnv)
+		if pass == "" {
+			return nil, fmt.Errorf("passphrase_env: $%s is empty", c.PassphraseEnv)
+		}
+		return embedded.NewPassphraseProvider([]byte(pass), c.Path+".salt")
+	}
+	return embedded.NewKeyFileProvider(c.KeyFile)
+}
+
+func smtpSender(c SMTPConfig) (*smtp.Sender, error) {
+	sc := smtp.Config{
+		Addr:     c.Addr,
+		HeloName: c.Helo,
+		TLS:      smtp.TLSMode(c.TLS),
+		Username: c.Username,
+		Timeout:  time.Duration(c.Timeout),
+	}
+	if c.PasswordEnv != "" {
+		sc.Password = os.Getenv(c.PasswordEnv)
+	}
+	if c.CAFile != "" {
+		pool, err := loadCertPool(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		host, _, _ := net.SplitHostPort(c.Addr)
+		sc.TLSConfig = &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	return smtp.NewSender(sc), nil
+}
+
+func loadCertPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("no PEM certificates found")
+	}
+	return pool, nil
+}
+
+// adminTokens reads the tenant's admin tokens: from an environment variable
+// (comma-separated) or a file (one per line). Several may be valid at once
+// so they can be rotated.
+func (t *Tenant) adminTokens() ([]string, error) {
+	var raw string
+	if t.AdminTokensEnv != "" {
+		raw = os.Getenv(t.AdminTokensEnv)
+	}
+	if t.AdminTokensFile != "" {
+		b, err := os.ReadFile(t.AdminTokensFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin_tokens_file: %w", err)
+		}
+		raw += "\n" + string(b)
+	}
+	var out []string
+	for _, f := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if f = strings.TrimSpace(f); f != "" {
+			if len(f) < 32 {
+				return nil, errors.New("admin token shorter than 32 characters")
+			}
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no admin token configured")
+	}
+	return out, nil
+}
+
+// Store returns the gateway's vault (for in-process tools such as `dev`).
+func (g *Gateway) Store() vault.Store { return g.store }
+
+// Listen binds the message and admin listeners. It is separate from Serve so
+// callers learn the addresses (port 0 in tests) before traffic flows.
+func (g *Gateway) Listen() error {
+	msgHandler := g.messageHandler()
+	adminMux := http.NewServeMux()
+	adminMux.Handle("/v1/", admin.NewHandler(g.store, g.admin, g.onErase, g.log))
+	adminMux.Handle("GET /metrics", g.metricsHandler())
+	adminMux.HandleFunc("GET /healthz", g.healthz)
+	adminMux.HandleFunc("GET /readyz", g.readyz)
+
+	ml, err := net.Listen("tcp", g.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	msrv := &http.Server{Handler: msgHandler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
+	if g.cfg.TLS.CertFile != "" {
+		tc, err := g.serverTLS()
+		if err != nil {
+			ml.Close()
+			return fmt.Errorf("tls: %w", err)
+		}
+		msrv.TLSConfig = tc
+		ml = tls.NewListener(ml, tc)
+	}
+	al, err := net.Listen("tcp", g.cfg.AdminListen)
+	if err != nil {
+		ml.Close()
+		return fmt.Errorf("admin_listen: %w", err)
+	}
+	asrv := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
+	g.mu.Lock()
+	g.listeners = append(g.listeners, ml, al)
+	g.servers = append(g.servers, msrv, asrv)
+	g.msgAddr, g.adminAddr = ml.Addr().String(), al.Addr().String()
+	g.mu.Unlock()
+	if g.cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.metricsHandler())
+		l, err := net.Listen("tcp", g.cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		g.mu.Lock()
+		g.listeners = append(g.listeners, l)
+		g.servers = append(g.servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+		g.mu.Unlock()
+	}
+	return nil
+}
+
+func (g *Gateway) serverTLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if g.cfg.TLS.ClientCAFile != "" {
+		pool, err := loadCertPool(g.cfg.TLS.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("client_ca_file: %w", err)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// MessageAddr and AdminAddr are the bound addresses after Listen.
+func (g *Gateway) MessageAddr() string { g.mu.Lock(); defer g.mu.Unlock(); return g.msgAddr }
+func (g *Gateway) AdminAddr() string   { g.mu.Lock(); defer g.mu.Unlock(); return g.adminAddr }
+
+// Serve runs the listeners and the workers until ctx ends, then shuts the
+// servers down gracefully. Listen must have been called.
+func (g *Gateway) Serve(ctx context.Context) error { return g.serve(ctx, true) }
+
+// ServeListeners runs only the listeners, without the send and callback workers;
+// the caller drives SendDue and PostCallbacks (tests and tools).
+func (g *Gateway) ServeListeners(ctx context.Context) error { return g.serve(ctx, false) }
+
+func (g *Gateway) serve(ctx context.Context, workers bool) error {
+	g.mu.Lock()
+	ls, ss := g.listeners, g.servers
+	g.mu.Unlock()
+	if len(ls) == 0 {
+		return errors.New("gateway: Serve before Listen")
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, len(ls))
+	for i := range ls {
+		wg.Add(1)
+		go func(l net.Listener, s *http.Server) {
+			defer wg.Done()
+			if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}(ls[i], ss[i])
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if workers {
+		for i := 0; i < g.cfg.Send.Workers; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); g.sendLoop(wctx) }()
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); g.callbackLoop(wctx) }()
+	}
+	g.log.Info("gateway serving", "listen", g.MessageAddr(), "admin", g.AdminAddr(), "tenants", len(g.tenants))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	for _, s := range ss {
+		s.Shutdown(sctx)
+	}
+	wg.Wait()
+	return err
+}
+
+// Close releases the vault and the queue.
+func (g *Gateway) Close() error {
+	var errs []error
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		errs = append(errs, g.closers[i]())
+	}
+	g.closers = nil
+	return errors.Join(errs...)
+}
+
+func (g *Gateway) kick() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Write([]byte("ok\n"))
+}
+
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	if _, err := g.queue.Len(r.Context()); err != nil {
+		http.Error(w, "queue unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ready\n"))
+}

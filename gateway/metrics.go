@@ -1,0 +1,73 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the gateway's Prometheus series. Labels hold only closed sets
+// (tenant ids from the config, status and reason codes), never anything a
+// request or a record supplied.
+type metrics struct {
+	reg        *prometheus.Registry
+	envelopes  *prometheus.CounterVec   // result
+	messages   *prometheus.CounterVec   // tenant, result
+	decisions  *prometheus.CounterVec   // stage, allow
+	deliveries *prometheus.CounterVec   // tenant, channel, status
+	callbacks  *prometheus.CounterVec   // result
+	acceptDur  *prometheus.HistogramVec // batch size bucket
+	sendDur    prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		envelopes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blindpost_gateway_envelopes_total",
+			Help: "Envelopes received on the message API, by result code.",
+		}, []string{"result"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blindpost_gateway_messages_total",
+			Help: "Message requests answered at acceptance, by tenant and answer.",
+		}, []string{"tenant", "result"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blindpost_gateway_policy_decisions_total",
+			Help: "Policy decisions, by stage and outcome.",
+		}, []string{"stage", "allow"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blindpost_gateway_deliveries_total",
+			Help: "Final and intermediate delivery statuses, by tenant, channel and status.",
+		}, []string{"tenant", "channel", "status"}),
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blindpost_gateway_callbacks_total",
+			Help: "Status callback attempts, by result.",
+		}, []string{"result"}),
+		acceptDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "blindpost_gateway_accept_seconds",
+			Help:    "Time to verify, open, check and durably queue one envelope.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"batch"}),
+		sendDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "blindpost_gateway_send_seconds",
+			Help:    "Time to resolve, decide, render and hand one message to its adapter.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+	}
+	m.reg.MustRegister(m.envelopes, m.messages, m.decisions, m.deliveries, m.callbacks,
+		m.acceptDur, m.sendDur,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func batchBucket(n int) string {
+	switch {
+	case n <= 1:
+		return "1"
+	case n <= 10:
+		return "10"
+	case n <= 100:
+		return "100"
+	default:
+		return "more"
+	}
+}

@@ -46,8 +46,7 @@ func RunTests(ctx context.Context, bundle fs.FS) ([]TestResult, error) {
 		return nil, err
 	}
 	compiler := ast.NewCompiler().
-		WithCapabilities(ast.CapabilitiesForThisVersion()).
-		WithUnsafeBuiltins(unsafeBuiltins).
+		WithCapabilities(safeCapabilities()).
 		WithStrict(true).
 		WithEnablePrintStatements(true).
 		WithDefaultRegoVersion(ast.RegoV1)
@@ -95,4 +94,18 @@ func RunTests(ctx context.Context, bundle fs.FS) ([]TestResult, error) {
 		return cmp.Compare(a.Row, b.Row)
 	})
 	return results, nil
+}
+
+// safeCapabilities are this OPA version's capabilities without the builtins
+// the policy may not use, so the tests run under New's restrictions.
+func safeCapabilities() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion()
+	kept := make([]*ast.Builtin, 0, len(c.Builtins))
+	for _, b := range c.Builtins {
+		if _, unsafe := unsafeBuiltins[b.Name]; !unsafe {
+			kept = append(kept, b)
+		}
+	}
+	c.Builtins = kept
+	return c
 }

@@ -124,7 +124,13 @@ func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request) {
 			st, code, msg = http.StatusServiceUnavailable, "unavailable", "queue unavailable, retry"
 		}
 		g.metrics.envelopes.WithLabelValues(code).Inc()
-		g.log.Warn("envelope refused", "tenant", env.Tenant, "code", code, "err", err)
+		// The tenant of a refused envelope is unauthenticated input: log
+		// it only when it names a configured tenant.
+		tenant := "unknown"
+		if _, ok := g.tenants[env.Tenant]; ok {
+			tenant = env.Tenant
+		}
+		g.log.Warn("envelope refused", "tenant", tenant, "code", code, "err", err)
 		writeError(w, st, code, msg)
 		return
 	}

@@ -22,7 +22,7 @@ import (
 )
 
 // MaxEnvelopeBytes bounds one POST /v1/messages body.
-const MaxEnvelopeBytes = 8 << 20
+const MaxEnvelopeBytes = envelope.DefaultMaxEnvelopeBytes
 
 // Answer statuses for one message request.
 const (

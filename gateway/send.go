@@ -94,7 +94,7 @@ func (g *Gateway) process(ctx context.Context, e queue.Entry) {
 		level = g.log.Warn
 	}
 	level("message "+o.status, "tenant", e.Tenant, "id", e.MsgID, "ext_message_id", e.ExtID,
-		"subject", pseudonym, "attempt", e.Attempts, "reason", o.reason, "decision", o.decision)
+		"pseudonym", pseudonym, "attempt", e.Attempts, "reason", o.reason, "decision", o.decision)
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
 		// Erasure cancelled the entry while it was being sent; its final

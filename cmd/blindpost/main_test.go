@@ -112,3 +112,26 @@ func TestSubjectsAndSendAgainstDevGateway(t *testing.T) {
 		t.Fatalf("subjects erase: %v\n%s", err, out)
 	}
 }
+
+func TestPolicyTestRunsTheBundlesOwnTests(t *testing.T) {
+	out, err := runCLI(t, "", "policy", "test")
+	if err != nil {
+		t.Fatalf("policy test: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, " passed, 0 failed") {
+		t.Fatalf("policy test output:\n%s", out)
+	}
+}
+
+func TestPolicyEvalExplainsADecision(t *testing.T) {
+	in := `{"api":"native","stage":"send","tenant":"dev","brand":"casino-1","channel":"email",
+		"category":"marketing","purpose":"promotion","placeholders":["first_name"],
+		"subject":{"pseudonym":"p1","local_hour":12,"opt_outs":{"core_is_email_disabled":true},"consents":{"marketing_email":true},"addressable":true}}`
+	out, err := runCLI(t, in, "policy", "eval", "--input", "-")
+	if err != nil {
+		t.Fatalf("policy eval: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, `"allow": false`) || !strings.Contains(out, "opted_out") || !strings.Contains(out, `"revision"`) {
+		t.Fatalf("policy eval output:\n%s", out)
+	}
+}

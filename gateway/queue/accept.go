@@ -209,6 +209,20 @@ func (t *txn) acceptItem(ctx context.Context, it Item) (Outcome, error) {
 	} else if n == 0 {
 		return t.seen(ctx, it)
 	}
+	if e := it.Entry; e != nil && len(it.Reserve) > 0 {
+		full, err := t.reserve(ctx, e.ExtID, it.Reserve)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if full {
+			a = Answer{Status: StatusRejected, Code: CodeFrequencyCap, Message: "frequency cap reached; not sent"}
+			if _, err := t.ExecContext(ctx, `UPDATE answers SET status = ?, ext_message_id = '', code = ?, message = ?
+				WHERE tenant = ? AND id = ?`, a.Status, a.Code, a.Message, it.Tenant, it.ID); err != nil {
+				return Outcome{}, fmt.Errorf("remember answer: %w", err)
+			}
+			return Outcome{Answer: a}, nil
+		}
+	}
 	if e := it.Entry; e != nil {
 		if s, err = t.stmt(ctx, insertEntry); err != nil {
 			return Outcome{}, err
@@ -247,3 +261,24 @@ func (t *txn) seen(ctx context.Context, it Item) (Outcome, error) {
 const insertEntry = `INSERT INTO entries
 	(ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created, due)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// reserve takes every counter of rs for extID, or none if one is full.
+func (t *txn) reserve(ctx context.Context, extID string, rs []Reservation) (full bool, err error) {
+	for _, r := range rs {
+		var n int
+		if err := t.QueryRowContext(ctx, `SELECT count(*) FROM reservations WHERE key = ? AND at > ?`,
+			r.Key, t.now-r.Window.Nanoseconds()).Scan(&n); err != nil {
+			return false, fmt.Errorf("count reservations: %w", err)
+		}
+		if n >= r.Limit {
+			return true, nil
+		}
+	}
+	for _, r := range rs {
+		if _, err := t.ExecContext(ctx, `INSERT INTO reservations (key, at, until, ext_id) VALUES (?, ?, ?, ?)`,
+			r.Key, t.now, t.now+r.Window.Nanoseconds(), extID); err != nil {
+			return false, fmt.Errorf("reserve: %w", err)
+		}
+	}
+	return false, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -27,7 +28,7 @@ func TestFileIsDurableAndOwnerOnly(t *testing.T) {
 		"journal_mode": "wal",
 		"synchronous":  "2", // FULL
 		"busy_timeout": "10000",
-		"user_version": "1",
+		"user_version": strconv.Itoa(len(migrations)),
 	} {
 		var got string
 		if err := q.db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {

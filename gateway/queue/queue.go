@@ -56,7 +56,25 @@ type Item struct {
 	Answer     Answer   // the final answer to remember
 	Entry      *Entry   // non-nil exactly when Answer.Status is "accepted"
 	Callback   *Event   // optional status event, same transaction; Tenant, MsgID, ExtMessageID set from the item
+	// Reserve lists frequency-cap counters to take with the entry. They are
+	// checked and taken in the same transaction as the enqueue, so
+	// concurrent accepts cannot overshoot a cap; if one is full, the
+	// entry is not enqueued and the remembered answer is a rejection with
+	// CodeFrequencyCap.
+	Reserve []Reservation
 }
+
+// Reservation is one frequency-cap counter: at most Limit reservations of
+// Key within the Window before now.
+type Reservation struct {
+	Key    string
+	Window time.Duration
+	Limit  int
+}
+
+// CodeFrequencyCap is the rejection code of an entry refused because a
+// frequency cap was full.
+const CodeFrequencyCap = "frequency_cap"
 
 // Answer is the final answer given to the core for one message id.
 type Answer struct {
@@ -266,6 +284,18 @@ CREATE TABLE events (
 );
 CREATE INDEX events_due ON events (due);
 `,
+	`
+-- Frequency-cap reservations: one row per message and counter, kept until
+-- its window has passed.
+CREATE TABLE reservations (
+	key    TEXT    NOT NULL,
+	at     INTEGER NOT NULL,
+	until  INTEGER NOT NULL,
+	ext_id TEXT    NOT NULL
+);
+CREATE INDEX reservations_key ON reservations (key, at);
+CREATE INDEX reservations_until ON reservations (until);
+`,
 }
 
 func (q *Queue) migrate(ctx context.Context) error {
@@ -276,6 +306,7 @@ func (q *Queue) migrate(ctx context.Context) error {
 	if version > len(migrations) {
 		return fmt.Errorf("queue: schema version %d is newer than this binary (%d)", version, len(migrations))
 	}
+	fresh := version == 0
 	for ; version < len(migrations); version++ {
 		tx, err := q.db.BeginTx(ctx, nil)
 		if err != nil {
@@ -292,7 +323,7 @@ func (q *Queue) migrate(ctx context.Context) error {
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("queue: migrate to %d: %w", version+1, err)
 		}
-		if version > 0 { // an upgrade, not a new file
+		if !fresh { // an upgrade, not a new file
 			q.log.Info("queue schema migrated", "version", version+1)
 		}
 	}
@@ -310,7 +341,22 @@ DELETE FROM answers WHERE created < ? AND NOT EXISTS (
 		return 0, fmt.Errorf("queue: prune answers: %w", err)
 	}
 	n, _ := res.RowsAffected()
+	if _, err := q.db.ExecContext(ctx, `DELETE FROM reservations WHERE until < ?`, unixNano(q.now())); err != nil {
+		return int(n), fmt.Errorf("queue: prune reservations: %w", err)
+	}
 	return int(n), nil
+}
+
+// Count returns how many reservations of key were taken since since: the
+// counter a frequency cap is checked against.
+func (q *Queue) Count(ctx context.Context, key string, since time.Time) (int, error) {
+	var n int
+	err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM reservations WHERE key = ? AND at > ?`,
+		key, unixNano(since)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("queue: count reservations: %w", err)
+	}
+	return n, nil
 }
 
 // txn is one write transaction. It prepares each statement once, and hands

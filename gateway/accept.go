@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/blindpost/blindpost/audit"
 	"github.com/blindpost/blindpost/envelope"
 	"github.com/blindpost/blindpost/gateway/queue"
 	"github.com/blindpost/blindpost/gateway/render"
@@ -114,14 +114,15 @@ func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		st, code, msg := envelopeError(err)
 		g.metrics.envelopes.WithLabelValues(code).Inc()
+		g.appendAudit(r.Context(), newRecord(audit.KindEnvelopeRejected, "", audit.EnvelopeData{Code: code}, nil))
 		writeError(w, st, code, msg)
 		return
 	}
 	resp, err := g.Accept(r.Context(), env)
 	if err != nil {
 		st, code, msg := envelopeError(err)
-		if errors.Is(err, errQueue) {
-			st, code, msg = http.StatusServiceUnavailable, "unavailable", "queue unavailable, retry"
+		if errors.Is(err, errQueue) || errors.Is(err, errAudit) {
+			st, code, msg = http.StatusServiceUnavailable, "unavailable", "queue or audit log unavailable, retry"
 		}
 		g.metrics.envelopes.WithLabelValues(code).Inc()
 		// The tenant of a refused envelope is unauthenticated input: log
@@ -131,6 +132,13 @@ func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request) {
 			tenant = env.Tenant
 		}
 		g.log.Warn("envelope refused", "tenant", tenant, "code", code, "err", err)
+		if !errors.Is(err, errAudit) {
+			if tenant == "unknown" {
+				tenant = ""
+			}
+			g.appendAudit(r.Context(), newRecord(audit.KindEnvelopeRejected, tenant,
+				audit.EnvelopeData{Code: code, KidSender: env.KidSender}, nil))
+		}
 		writeError(w, st, code, msg)
 		return
 	}
@@ -139,7 +147,10 @@ func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, resp)
 }
 
-var errQueue = errors.New("queue")
+var (
+	errQueue = errors.New("queue")
+	errAudit = errors.New("audit")
+)
 
 // Accept runs the accept half of the pipeline for one envelope: verify,
 // open, then per message validate, pre-check against the policy, and queue
@@ -152,11 +163,12 @@ func (g *Gateway) Accept(ctx context.Context, env *envelope.Envelope) (*Response
 	}
 	now := g.now()
 	results := make([]Result, len(batch.Messages))
+	decisions := make([]*audit.Record, len(batch.Messages))
 	var items []queue.Item
 	var itemIdx []int
 	for i, raw := range batch.Messages {
-		res, item := g.check(ctx, batch, i, raw, now)
-		results[i] = res
+		res, item, dec := g.check(ctx, batch, i, raw, now)
+		results[i], decisions[i] = res, dec
 		if item != nil {
 			items = append(items, *item)
 			itemIdx = append(itemIdx, i)
@@ -179,8 +191,37 @@ func (g *Gateway) Accept(ctx context.Context, env *envelope.Envelope) (*Response
 		}
 		g.kick()
 	}
-	for _, r := range results {
+	// The log gets the envelope, every decision, and every answer with the
+	// proof that the core signed the message. Sending fails closed on the
+	// same log, so nothing is delivered without its decision on record.
+	root := audit.Hash32(batch.Root)
+	recs := []audit.Record{newRecord(audit.KindEnvelopeAccepted, batch.Tenant,
+		audit.EnvelopeData{KidSender: batch.KidSender, Messages: len(results), Root: &root}, nil)}
+	for i, r := range results {
 		g.metrics.messages.WithLabelValues(batch.Tenant, r.Status).Inc()
+		if decisions[i] != nil {
+			decisions[i].ExtID = r.ExtMessageID
+			recs = append(recs, *decisions[i])
+		}
+		kind, code := audit.KindMessageAccepted, r.Code
+		switch {
+		case r.Status != StatusAccepted:
+			kind = audit.KindMessageRejected
+		case r.Duplicate:
+			code = "duplicate"
+		}
+		md := audit.MessageData{Code: code, Proof: audit.NewMessageProof(batch, i)}
+		if decisions[i] != nil {
+			var dl audit.DecisionLog
+			json.Unmarshal(decisions[i].Data, &dl)
+			md.DecisionID = dl.DecisionID
+		}
+		recs = append(recs, newRecord(kind, batch.Tenant, md, func(rec *audit.Record) {
+			rec.MsgID, rec.ExtID = r.ID, r.ExtMessageID
+		}))
+	}
+	if err := g.appendAudit(ctx, recs...); err != nil {
+		return nil, errors.Join(errAudit, err)
 	}
 	g.log.Info("envelope accepted", "tenant", batch.Tenant, "kid", batch.KidSender, "messages", len(results))
 	return &Response{Results: results}, nil
@@ -189,19 +230,20 @@ func (g *Gateway) Accept(ctx context.Context, env *envelope.Envelope) (*Response
 // check validates one message of a batch and decides its answer. A nil item
 // means the answer is not remembered: the request had no usable id, or the
 // failure was retryable.
-func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.RawMessage, now time.Time) (Result, *queue.Item) {
+func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.RawMessage, now time.Time) (Result, *queue.Item, *audit.Record) {
 	m, err := envelope.ParseMessage(raw)
 	if err != nil {
 		id := looseID(raw)
 		res := Result{ID: id, Status: StatusRejected, Code: "invalid_message", Message: safeMessage(err)}
 		if id == "" {
-			return res, nil
+			return res, nil, nil
 		}
-		return res, reject(b, i, id, res)
+		return res, reject(b, i, id, res), nil
 	}
-	rej := func(code, msg string) (Result, *queue.Item) {
+	var dec *audit.Record
+	rej := func(code, msg string) (Result, *queue.Item, *audit.Record) {
 		res := Result{ID: m.ID, Status: StatusRejected, Code: code, Message: msg}
-		return res, reject(b, i, m.ID, res)
+		return res, reject(b, i, m.ID, res), dec
 	}
 	t := g.tenants[m.Tenant]
 	if m.Channel != "email" {
@@ -217,14 +259,17 @@ func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.
 	if err != nil {
 		return rej("invalid_template", safeMessage(err))
 	}
-	d, err := g.policy.Decide(ctx, policy.Input{
+	in := policy.Input{
 		API: "native", Stage: "accept", Tenant: m.Tenant, Brand: m.Brand,
 		Channel: m.Channel, Category: m.Category, Purpose: m.Purpose, Placeholders: fields,
-	})
+	}
+	d, err := g.policy.Decide(ctx, in)
 	g.metrics.decisions.WithLabelValues("accept", boolLabel(err == nil && d.Allow)).Inc()
+	rec := decisionRecord(in, d, m.ID, "")
+	dec = &rec
 	if err != nil {
 		g.log.Error("policy unavailable at accept", "tenant", m.Tenant, "id", m.ID, "err", err)
-		return Result{ID: m.ID, Status: StatusRetryable, Code: "policy_unavailable", Message: "policy engine unavailable, retry"}, nil
+		return Result{ID: m.ID, Status: StatusRetryable, Code: "policy_unavailable", Message: "policy engine unavailable, retry"}, nil, dec
 	}
 	if !d.Allow {
 		g.log.Info("denied at accept", "tenant", m.Tenant, "id", m.ID, "decision", d.ID, "reasons", d.Reasons)
@@ -235,7 +280,7 @@ func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.
 	res := Result{ID: m.ID, Status: StatusAccepted, ExtMessageID: ext}
 	e := &queue.Entry{
 		ExtID: ext, Tenant: m.Tenant, MsgID: m.ID, Brand: m.Brand, User: m.To.Subject,
-		Request: raw, Envelope: auditRecord(b, i), Created: now,
+		Request: raw, Created: now,
 	}
 	if m.NotBefore != nil {
 		e.NotBefore = *m.NotBefore
@@ -244,34 +289,12 @@ func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.
 		e.ExpiresAt = *m.ExpiresAt
 	}
 	return res, &queue.Item{Tenant: m.Tenant, ID: m.ID, Hash: b.Digests[i],
-		Answer: queue.Answer{Status: StatusAccepted, ExtMessageID: ext}, Entry: e}
+		Answer: queue.Answer{Status: StatusAccepted, ExtMessageID: ext}, Entry: e}, dec
 }
 
 func reject(b *envelope.Batch, i int, id string, res Result) *queue.Item {
 	return &queue.Item{Tenant: b.Tenant, ID: id, Hash: b.Digests[i],
 		Answer: queue.Answer{Status: StatusRejected, Code: res.Code, Message: res.Message}}
-}
-
-// auditRecord keeps what lets an auditor prove later, without the HPKE
-// private key, that the core asked for this message: the signed header, the
-// batch root and inner signature, and the message's inclusion path.
-func auditRecord(b *envelope.Batch, i int) []byte {
-	proof := b.InclusionProof(i)
-	p := make([]string, len(proof))
-	for k, h := range proof {
-		p[k] = base64.RawURLEncoding.EncodeToString(h[:])
-	}
-	out, _ := json.Marshal(map[string]any{
-		"header":     base64.RawURLEncoding.EncodeToString(b.Header),
-		"kid_sender": b.KidSender,
-		"root":       base64.RawURLEncoding.EncodeToString(b.Root[:]),
-		"inner_sig":  base64.RawURLEncoding.EncodeToString(b.InnerSig),
-		"index":      i,
-		"size":       len(b.Messages),
-		"digest":     base64.RawURLEncoding.EncodeToString(b.Digests[i][:]),
-		"proof":      p,
-	})
-	return out
 }
 
 // looseID recovers the id of a message that failed strict parsing, so its

@@ -30,6 +30,7 @@ type Config struct {
 	SMTP          SMTPConfig   `yaml:"smtp"`
 	Send          SendConfig   `yaml:"send"`
 	Callbacks     CallbackConf `yaml:"callbacks"`
+	Audit         AuditConfig  `yaml:"audit"`
 	Tenants       []Tenant     `yaml:"tenants"`
 }
 
@@ -85,6 +86,16 @@ type CallbackConf struct {
 	// `blindpost dev` sets it: a production gateway sits inside the
 	// operator's network and must not be steered into it.
 	AllowPrivate bool `yaml:"allow_private"`
+}
+
+// AuditConfig configures the tamper-evident log in data_dir/audit.
+type AuditConfig struct {
+	// Origin names the log in its signed checkpoints; empty means
+	// "blindpost.gateway/<signing key id>".
+	Origin string `yaml:"origin"`
+	// CheckpointEvery is how often a new checkpoint is signed while the
+	// log grows.
+	CheckpointEvery Duration `yaml:"checkpoint_every"`
 }
 
 // Tenant is one operator label served by this gateway.

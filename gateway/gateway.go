@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/blindpost/blindpost/adapters/smtp"
+	"github.com/blindpost/blindpost/audit"
 	"github.com/blindpost/blindpost/envelope"
 	"github.com/blindpost/blindpost/gateway/admin"
 	"github.com/blindpost/blindpost/gateway/callback"
@@ -75,6 +76,7 @@ type Gateway struct {
 	store   vault.Store
 	policy  Decider
 	queue   *queue.Queue
+	audit   *audit.Log
 	email   EmailSender
 	calls   CallbackPoster
 	tenants map[string]*Tenant
@@ -202,6 +204,20 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 
+	// Audit log: every envelope, decision, delivery and erasure.
+	origin := auditOrigin(cfg, g.signing)
+	signer, err := audit.NewSigner(origin, g.signing.Private)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	g.audit, err = audit.Open(filepath.Join(cfg.DataDir, "audit"), signer, audit.Options{
+		Origin: origin, Now: g.now, Logger: g.log, CheckpointEvery: time.Duration(cfg.Audit.CheckpointEvery),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	g.closers = append(g.closers, g.audit.Close)
+
 	g.email = opts.Email
 	if g.email == nil {
 		s, err := smtpSender(cfg.SMTP)
@@ -296,12 +312,15 @@ func (t *Tenant) adminTokens() ([]string, error) {
 // Store returns the gateway's vault (for in-process tools such as `dev`).
 func (g *Gateway) Store() vault.Store { return g.store }
 
+// AuditOrigin is the origin of the gateway's audit log.
+func (g *Gateway) AuditOrigin() string { return auditOrigin(g.cfg, g.signing) }
+
 // Listen binds the message and admin listeners. It is separate from Serve so
 // callers learn the addresses (port 0 in tests) before traffic flows.
 func (g *Gateway) Listen() error {
 	msgHandler := g.messageHandler()
 	adminMux := http.NewServeMux()
-	adminMux.Handle("/v1/", admin.NewHandler(g.store, g.admin, g.onErase, g.log))
+	adminMux.Handle("/v1/", admin.NewHandler(auditedStore{g.store, g}, g.admin, g.onErase, g.log))
 	adminMux.Handle("GET /metrics", g.metricsHandler())
 	adminMux.HandleFunc("GET /healthz", g.healthz)
 	adminMux.HandleFunc("GET /readyz", g.readyz)

@@ -9,14 +9,15 @@ import (
 // (tenant ids from the config, status and reason codes), never anything a
 // request or a record supplied.
 type metrics struct {
-	reg        *prometheus.Registry
-	envelopes  *prometheus.CounterVec   // result
-	messages   *prometheus.CounterVec   // tenant, result
-	decisions  *prometheus.CounterVec   // stage, allow
-	deliveries *prometheus.CounterVec   // tenant, channel, status
-	callbacks  *prometheus.CounterVec   // result
-	acceptDur  *prometheus.HistogramVec // batch size bucket
-	sendDur    prometheus.Histogram
+	reg         *prometheus.Registry
+	envelopes   *prometheus.CounterVec   // result
+	messages    *prometheus.CounterVec   // tenant, result
+	decisions   *prometheus.CounterVec   // stage, allow
+	deliveries  *prometheus.CounterVec   // tenant, channel, status
+	callbacks   *prometheus.CounterVec   // result
+	acceptDur   *prometheus.HistogramVec // batch size bucket
+	sendDur     prometheus.Histogram
+	auditErrors prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -53,7 +54,11 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
-	m.reg.MustRegister(m.envelopes, m.messages, m.decisions, m.deliveries, m.callbacks,
+	m.auditErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "blindpost_gateway_audit_append_errors_total",
+		Help: "Audit log appends that failed; sending stops while they fail.",
+	})
+	m.reg.MustRegister(m.auditErrors, m.envelopes, m.messages, m.decisions, m.deliveries, m.callbacks,
 		m.acceptDur, m.sendDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blindpost/blindpost/adapters/smtp"
+	"github.com/blindpost/blindpost/audit"
 	"github.com/blindpost/blindpost/envelope"
 	"github.com/blindpost/blindpost/gateway/callback"
 	"github.com/blindpost/blindpost/gateway/queue"
@@ -67,6 +68,9 @@ type outcome struct {
 func (g *Gateway) process(ctx context.Context, e queue.Entry) {
 	start := g.now()
 	o, channel, pseudonym := g.deliver(ctx, e)
+	if o.status == "" {
+		return // nothing was decided; the lease hands the entry to a later try
+	}
 	g.metrics.sendDur.Observe(g.now().Sub(start).Seconds())
 
 	if !o.retryAt.IsZero() {
@@ -89,6 +93,9 @@ func (g *Gateway) process(ctx context.Context, e queue.Entry) {
 		err = g.queue.Finish(ctx, e.ExtID, ev)
 	}
 	g.metrics.deliveries.WithLabelValues(e.Tenant, channel, o.status).Inc()
+	g.appendAudit(ctx, newRecord(audit.KindDelivery, e.Tenant, audit.DeliveryData{
+		Adapter: "smtp", Attempt: e.Attempts, Channel: channel, Code: o.reason, DecisionID: o.decision, Status: o.status,
+	}, func(r *audit.Record) { r.MsgID, r.ExtID, r.Pseudonym = e.MsgID, e.ExtID, pseudonym }))
 	level := g.log.Info
 	if o.status == StatusFailed {
 		level = g.log.Warn
@@ -147,12 +154,18 @@ func (g *Gateway) deliver(ctx context.Context, e queue.Entry) (outcome, string, 
 	if err != nil {
 		return outcome{status: StatusFailed, reason: "invalid_template"}, m.Channel, rec.Pseudonym
 	}
-	d, err := g.policy.Decide(ctx, policy.Input{
+	in := policy.Input{
 		API: "native", Stage: "send", Tenant: m.Tenant, Brand: m.Brand,
 		Channel: m.Channel, Category: m.Category, Purpose: m.Purpose, Placeholders: fields,
 		Subject: subjectAttrs(rec, m.Channel, now),
-	})
+	}
+	d, err := g.policy.Decide(ctx, in)
 	g.metrics.decisions.WithLabelValues("send", boolLabel(err == nil && d.Allow)).Inc()
+	// The decision goes on record before anything is sent; if the log
+	// cannot take it, nothing is sent.
+	if aerr := g.appendAudit(ctx, decisionRecord(in, d, e.MsgID, e.ExtID)); aerr != nil {
+		return outcome{}, m.Channel, rec.Pseudonym
+	}
 	if err != nil {
 		return retry("policy_unavailable"), m.Channel, rec.Pseudonym
 	}
@@ -303,6 +316,12 @@ func (g *Gateway) PostCallbacks(ctx context.Context, limit int) int {
 		}
 		return 0
 	}
+	// Every callback carries the latest signed checkpoint, so the core keeps
+	// witness copies of the log as it grows.
+	checkpoint, err := g.audit.Checkpoint(ctx)
+	if err != nil {
+		g.log.Error("audit checkpoint", "err", err)
+	}
 	for _, ev := range evs {
 		t := g.tenants[ev.Tenant]
 		if t == nil || t.CallbackURL == "" {
@@ -312,7 +331,7 @@ func (g *Gateway) PostCallbacks(ctx context.Context, limit int) int {
 		err := g.calls.Post(ctx, t.CallbackURL, callback.Payload{
 			Type: "message.status", Tenant: ev.Tenant, ID: ev.MsgID, ExtMessageID: ev.ExtMessageID,
 			Status: ev.Status, Reason: ev.Reason, DecisionID: ev.DecisionID, Seq: ev.Seq,
-			Time: ev.Time, Checkpoint: ev.Checkpoint,
+			Time: ev.Time, Checkpoint: string(checkpoint),
 		})
 		if err == nil {
 			g.metrics.callbacks.WithLabelValues("ok").Inc()

@@ -45,6 +45,7 @@ func commands() map[string]command {
 		"dev":      {"run a gateway with embedded defaults: blindpost dev --data DIR", runDev},
 		"send":     {"act as the core and send one message to a dev gateway", runSend},
 		"demo":     {"run the whole journey once on a temporary directory", runDemo},
+		"audit":    {"for auditors: blindpost audit verify --log DIR --key PUB [--since CP]; show --message ID; export --from T --to T", runAudit},
 		"policy":   {"for auditors: blindpost policy test [--bundle DIR]; blindpost policy eval --input FILE", runPolicy},
 	}
 }

@@ -135,3 +135,57 @@ func TestPolicyEvalExplainsADecision(t *testing.T) {
 		t.Fatalf("policy eval output:\n%s", out)
 	}
 }
+
+func TestAuditVerifyShowAndExportWorkWithOnlyTheLogAndPublicKeys(t *testing.T) {
+	dir := t.TempDir()
+	env, err := devenv.Start(context.Background(), dir, devenv.Options{PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, `{"email":"audit.player@example.com","first_name":"Kim"}`,
+		"subjects", "put", "--dev", dir, "--brand", devenv.Brand, "--user", "a-1"); err != nil {
+		t.Fatalf("subjects put: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "", "send", "--dev", dir, "--id", "audit-m1", "--brand", devenv.Brand, "--user", "a-1",
+		"--purpose", "password_reset", "--subject", "Hi {{pii.first_name}}", "--text", "Hello {{pii.first_name}}"); err != nil {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	if _, err := env.Core.Wait(context.Background(), "audit-m1", "sent"); err != nil {
+		t.Fatal(err)
+	}
+	in := env.Info
+	env.Close()
+
+	out, err := runCLI(t, "", "audit", "verify", "--log", in.AuditLog, "--key", in.GatewaySigningPub, "--witness", in.Witness)
+	if err != nil || !strings.Contains(out, "audit verify: ok") || !strings.Contains(out, "consistent with all") {
+		t.Fatalf("audit verify: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "", "audit", "show", "--log", in.AuditLog, "--message", "audit-m1",
+		"--core-key", filepath.Join(dir, "keys", "core", "signing.pub"))
+	if err != nil || !strings.Contains(out, "proven: the core's key") || !strings.Contains(out, `"kind":"delivery"`) {
+		t.Fatalf("audit show: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "", "audit", "export", "--log", in.AuditLog, "--from", "2000-01-01T00:00:00Z")
+	if err != nil || strings.Count(out, "\n") < 5 {
+		t.Fatalf("audit export: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "audit.player@example.com") || strings.Contains(out, "Kim") {
+		t.Fatalf("the audit log holds PII:\n%s", out)
+	}
+
+	// One altered byte in the entries and verify fails.
+	path := filepath.Join(in.AuditLog, "entries")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte("password_reset"))
+	if i < 0 {
+		t.Fatal("no decision input in the log")
+	}
+	b[i] = 'P'
+	os.WriteFile(path, b, 0o600)
+	if out, err := runCLI(t, "", "audit", "verify", "--log", in.AuditLog, "--key", in.GatewaySigningPub); err == nil {
+		t.Fatalf("audit verify accepted an altered log:\n%s", out)
+	}
+}

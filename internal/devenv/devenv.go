@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/blindpost/blindpost/adapters/smtp/capture"
+	"github.com/blindpost/blindpost/audit"
 	"github.com/blindpost/blindpost/envelope"
 	"github.com/blindpost/blindpost/gateway"
 	"github.com/blindpost/blindpost/gateway/callback"
@@ -54,6 +55,8 @@ type Info struct {
 	SMTPAddr          string `json:"smtp_addr"`
 	CallbackURL       string `json:"callback_url"`
 	MailDir           string `json:"mail_dir"`
+	AuditLog          string `json:"audit_log"`
+	Witness           string `json:"witness"`
 	CallbacksFile     string `json:"callbacks_file"`
 	CACert            string `json:"ca_cert"`
 	AdminTokenFile    string `json:"admin_token_file"`
@@ -134,6 +137,9 @@ func Config(dir, smtpAddr, callbackURL string) *gateway.Config {
 		}},
 		SMTP:      gateway.SMTPConfig{Addr: smtpAddr, Helo: "gateway.dev.example.com", TLS: "opportunistic"},
 		Callbacks: gateway.CallbackConf{AllowPrivate: true},
+		// Sign a checkpoint after every commit (a negative interval), so even
+		// a short dev session shows the core's witness copies growing.
+		Audit: gateway.AuditConfig{CheckpointEvery: -1},
 		Send:      gateway.SendConfig{Workers: 2},
 		Tenants: []gateway.Tenant{{
 			ID:               Tenant,
@@ -196,7 +202,13 @@ func Start(ctx context.Context, dir string, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.Core, err = ListenCallbacks(p(dir, "callbacks.ndjson"), sigPub.Public)
+	// The core side keeps witness copies of the gateway's audit log: every
+	// checkpoint that arrives in a callback.
+	witness, err := audit.OpenWitness(p(dir, "witness"), sigPub.Public, gateway.AuditOriginPrefix+string(sigPub.ID))
+	if err != nil {
+		return nil, fmt.Errorf("witness: %w", err)
+	}
+	e.Core, err = ListenCallbacks(p(dir, "callbacks.ndjson"), sigPub.Public, witness)
 	if err != nil {
 		return nil, fmt.Errorf("callback receiver: %w", err)
 	}
@@ -229,6 +241,8 @@ func Start(ctx context.Context, dir string, opts Options) (_ *Env, err error) {
 		SMTPAddr:          e.Capture.Addr(),
 		CallbackURL:       e.Core.URL(),
 		MailDir:           p(dir, "mail"),
+		AuditLog:          p(dir, "data", "audit"),
+		Witness:           p(dir, "witness"),
 		CallbacksFile:     p(dir, "callbacks.ndjson"),
 		CACert:            p(dir, "tls.crt"),
 		AdminTokenFile:    p(dir, "admin.token"),
@@ -364,8 +378,9 @@ func (e *HTTPError) Error() string {
 // verifies every callback's Standard Webhooks signature against the
 // gateway's public key before it believes it.
 type CallbackSink struct {
-	pub  []byte
-	path string
+	pub     []byte
+	path    string
+	witness *audit.Witness
 	srv  *http.Server
 	l    net.Listener
 
@@ -376,12 +391,13 @@ type CallbackSink struct {
 
 // ListenCallbacks starts a callback receiver on loopback that appends each
 // verified callback to path as a JSON line.
-func ListenCallbacks(path string, gatewayPub []byte) (*CallbackSink, error) {
+// Checkpoints in the callbacks go to witness, if it is not nil.
+func ListenCallbacks(path string, gatewayPub []byte, witness *audit.Witness) (*CallbackSink, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s := &CallbackSink{pub: gatewayPub, path: path, l: l, changed: make(chan struct{})}
+	s := &CallbackSink{pub: gatewayPub, path: path, witness: witness, l: l, changed: make(chan struct{})}
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 5 * time.Second}
 	go s.srv.Serve(l)
 	return s, nil
@@ -389,7 +405,16 @@ func ListenCallbacks(path string, gatewayPub []byte) (*CallbackSink, error) {
 
 func (s *CallbackSink) URL() string { return "http://" + s.l.Addr().String() + "/callbacks" }
 
-func (s *CallbackSink) Close() error { return s.srv.Close() }
+func (s *CallbackSink) Close() error {
+	err := s.srv.Close()
+	if s.witness != nil {
+		err = errors.Join(err, s.witness.Close())
+	}
+	return err
+}
+
+// Witness returns the core side's copies of the gateway's checkpoints.
+func (s *CallbackSink) Witness() *audit.Witness { return s.witness }
 
 func (s *CallbackSink) serve(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -408,6 +433,14 @@ func (s *CallbackSink) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.witness != nil && pl.Checkpoint != "" {
+		if err := s.witness.Observe([]byte(pl.Checkpoint)); err != nil {
+			// A rollback or a fork of the operator's log: the core would
+			// alert; the dev stand-in refuses the callback loudly.
+			http.Error(w, "checkpoint refused: "+err.Error(), http.StatusConflict)
+			return
+		}
+	}
 	f, err := os.OpenFile(s.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err == nil {
 		f.Write(append(bytes.TrimSpace(body), '\n'))

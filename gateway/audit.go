@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/blindpost/blindpost/audit"
+	"github.com/blindpost/blindpost/envelope"
+	"github.com/blindpost/blindpost/policy"
+	"github.com/blindpost/blindpost/vault"
+)
+
+// AuditOriginPrefix starts the default origin of a gateway's audit log; the
+// signing key's id completes it, so an auditor holding only the public key
+// knows which log to expect.
+const AuditOriginPrefix = "blindpost.gateway/"
+
+// auditOrigin is the log's origin line and note key name.
+func auditOrigin(cfg *Config, key *envelope.SigningKey) string {
+	if cfg.Audit.Origin != "" {
+		return cfg.Audit.Origin
+	}
+	return AuditOriginPrefix + string(key.ID)
+}
+
+// newRecord builds one audit record. Its data never holds PII: ids, codes,
+// digests, pseudonyms and the policy's derived attributes only.
+func newRecord(kind, tenant string, data any, fill func(*audit.Record)) audit.Record {
+	r, err := audit.NewRecord(kind, tenant, data)
+	if err != nil {
+		// data is always one of our own structs; failing to marshal it is
+		// a programming error, and the record still says what happened.
+		r = audit.Record{Kind: kind, Tenant: tenant}
+	}
+	if fill != nil {
+		fill(&r)
+	}
+	return r
+}
+
+// decisionRecord puts a policy decision in the log in OPA's decision-log
+// shape, naming the subject by pseudonym only.
+func decisionRecord(in policy.Input, d policy.Decision, msgID, extID string) audit.Record {
+	input, _ := json.Marshal(in)
+	result, _ := json.Marshal(map[string]any{"allow": d.Allow, "reasons": d.Reasons, "obligations": d.Obligations})
+	pseudonym := ""
+	if in.Subject != nil {
+		pseudonym = in.Subject.Pseudonym
+	}
+	return newRecord(audit.KindDecision, in.Tenant, audit.DecisionLog{
+		DecisionID: d.ID, Input: input, Path: d.Path, Result: result, Revision: d.Revision, Timestamp: d.Time,
+	}, func(r *audit.Record) { r.MsgID, r.ExtID, r.Pseudonym = msgID, extID, pseudonym })
+}
+
+// appendAudit writes records durably. A failure is returned: callers on
+// the path to a send fail closed on it.
+func (g *Gateway) appendAudit(ctx context.Context, recs ...audit.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if _, err := g.audit.Append(ctx, recs...); err != nil {
+		g.metrics.auditErrors.Inc()
+		g.log.Error("audit log append failed", "records", len(recs), "err", err)
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// auditedStore records every erasure in the audit log under the subject's
+// pseudonym, which only the record knew.
+type auditedStore struct {
+	vault.Store
+	g *Gateway
+}
+
+func (s auditedStore) Erase(ctx context.Context, ref vault.Ref) error {
+	var pseudonym string
+	if rec, err := s.Store.Resolve(ctx, ref); err == nil {
+		pseudonym = rec.Pseudonym
+	}
+	if err := s.Store.Erase(ctx, ref); err != nil {
+		return err
+	}
+	return s.g.appendAudit(ctx, newRecord(audit.KindErasure, ref.Tenant, audit.ErasureData{Brand: ref.Brand},
+		func(r *audit.Record) { r.Pseudonym = pseudonym }))
+}

@@ -140,7 +140,7 @@ func Config(dir, smtpAddr, callbackURL string) *gateway.Config {
 		// Sign a checkpoint after every commit (a negative interval), so even
 		// a short dev session shows the core's witness copies growing.
 		Audit: gateway.AuditConfig{CheckpointEvery: -1},
-		Send:      gateway.SendConfig{Workers: 2},
+		Send:  gateway.SendConfig{Workers: 2},
 		Tenants: []gateway.Tenant{{
 			ID:               Tenant,
 			CoreKeys:         []string{p(dir, "keys", "core", "signing.pub")},
@@ -381,8 +381,8 @@ type CallbackSink struct {
 	pub     []byte
 	path    string
 	witness *audit.Witness
-	srv  *http.Server
-	l    net.Listener
+	srv     *http.Server
+	l       net.Listener
 
 	mu       sync.Mutex
 	received []callback.Payload

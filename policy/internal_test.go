@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -22,6 +23,16 @@ func TestInputValueIsItsJSON(t *testing.T) {
 				SelfExcluded: true, Addressable: true},
 		},
 		"send, empty subject": {Stage: "send", Subject: &Subject{}},
+		"every optional field": {
+			API: "compat", Stage: "accept", Tenant: "t", Brand: "b", Channel: "email", Category: "marketing",
+			Purpose: "promotion", Placeholders: []string{},
+			Now:        time.Date(2025, 10, 26, 1, 30, 0, 123456789, time.FixedZone("BST", 3600)),
+			FromDomain: "example.com", ToOverrideDomain: "staff.example.com", ActivityType: "preview",
+			Counters: map[string]int{"marketing/email": 2, "marketing/sms": 0}, TenantRatePerMinute: 601,
+			Subject: &Subject{Pseudonym: "ps_2", Timezone: "Europe/London", Addressable: true,
+				OptOutSince:  map[string]time.Time{"core_is_email_disabled": time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)},
+				SnoozedUntil: map[string]time.Time{"email": time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)}},
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			raw, err := json.Marshal(in)

@@ -1,49 +1,56 @@
 package blindpost.gateway
 
-# Channels and categories the gateway knows how to handle. A request naming
-# anything else is malformed; denying it here means a typo in the core can
-# never fall through rules that only look at known values.
-channels := {"email", "sms", "im", "push"}
-
-categories := {"transactional", "marketing"}
-
-stages := {"accept", "send"}
-
+# Runs at: both stages.
+#
+# A request must name a channel, category, stage and API the gateway knows.
+# Anything else is malformed ("invalid_request"); denying it here means a
+# typo in the core can never fall through rules that only look at known
+# values.
+#
 # Note for reviewers: every negation in this bundle negates a named rule
-# (`not known_channel`), never an expression on input
-# (`not input.channel in channels`). A negated expression whose input is
-# missing can come out undefined instead of true, and a rule that should have
-# denied would silently not fire.
-deny contains "invalid_request" if not known_channel
+# (`not known_message`), a comparison with `==`, or a lookup with a default
+# (object.get), never a function call on a field that may be missing
+# (`not input.channel in channels`). Rego evaluates a missing field in a
+# function call before the `not`, and the whole rule, instead of denying,
+# would silently not fire.
+message_deny contains "invalid_request" if not known_message
 
-deny contains "invalid_request" if not known_category
-
-deny contains "invalid_request" if not known_stage
-
-known_channel if input.channel in channels
-
-known_category if input.category in categories
-
-known_stage if input.stage in stages
-
-# At send time the gateway must pass the recipient's attributes. Without
-# them the opt-out and consent rules could not see anything, so a missing
-# subject denies instead of silently skipping those checks.
-deny contains "invalid_request" if {
-	input.stage == "send"
-	not has_subject
+known_message if {
+	input.channel in {"email", "sms", "im", "push"}
+	input.category in {"transactional", "marketing"}
+	input.stage in {"accept", "send"}
+	input.api in {"native", "compat"}
 }
 
-has_subject if is_object(input.subject)
+# At send time the gateway must also pass the recipient's attributes
+# (input.subject, including whether the record has an address for the
+# channel) and its clock (input.now, RFC 3339). Without the first, the
+# opt-out and consent rules could not see anything; without the second, the
+# rules about time (quiet hours, snoozes) could not tell night from day.
+# Either missing denies instead of silently skipping those checks.
+delivery_deny contains "invalid_request" if {
+	input.stage == "send"
+	not ready_to_send
+}
+
+ready_to_send if {
+	is_object(input.subject)
+	is_boolean(input.subject.addressable)
+	is_string(input.now)
+}
 
 # At send time the recipient's record must hold an address for the channel
 # (an email address, a phone number, a chat id, a push token). The gateway
 # computes `addressable` from the record; the address itself never reaches
 # the policy.
-deny contains "unknown_recipient" if {
+delivery_deny contains "unknown_recipient" if {
 	input.stage == "send"
-	has_subject
-	not addressable
+	input.subject.addressable == false
 }
 
-addressable if input.subject.addressable == true
+# The current time, in nanoseconds since 1970 (UTC).
+now_ns := time.parse_rfc3339_ns(input.now)
+
+ns_per_minute := 60000000000 # 60 s of 10^9 ns
+
+ns_per_day := 86400000000000 # 24 h of 60 min

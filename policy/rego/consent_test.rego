@@ -2,9 +2,8 @@ package blindpost.gateway_test
 
 import data.blindpost.gateway
 
-# send_request (basics_test.rego) as marketing with these consents.
-marketing_with(consents) := json.patch(send_request, [
-	{"op": "replace", "path": "/category", "value": "marketing"},
+# marketing_send (basics_test.rego) with these consents.
+marketing_with(consents) := json.patch(marketing_send, [
 	{"op": "replace", "path": "/subject/consents", "value": consents},
 ])
 
@@ -32,17 +31,7 @@ test_transactional_needs_no_consent if {
 	gateway.decision.allow with input as send_request
 }
 
-test_self_excluded_gets_no_marketing if {
-	req := json.patch(marketing_with({"marketing_email": true}), [{"op": "replace", "path": "/subject/self_excluded", "value": true}])
-	gateway.deny == {"self_excluded"} with input as req
-}
-
-test_self_excluded_gets_transactional if {
-	req := json.patch(send_request, [{"op": "replace", "path": "/subject/self_excluded", "value": true}])
-	gateway.decision.allow with input as req
-}
-
 # Consent lives in the record, which the gateway reads only at send time.
 test_accept_does_not_check_consent if {
-	gateway.decision.allow with input as object.union(accept_request, {"category": "marketing"})
+	gateway.decision.allow with input as object.union(accept_request, {"category": "marketing", "purpose": "promotion"})
 }

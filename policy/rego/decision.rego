@@ -6,10 +6,19 @@
 # attributes of the recipient's record in input.subject). The core can ask;
 # only this policy decides.
 #
-# Every other file in this package adds reasons to the set `deny`, one file
-# per concern. This file combines them and is the only place that says
-# "allow". Read it first, then basics.rego, optout.rego, consent.rego and
-# pii_fields.rego. Operator settings live in data.json, not in the rules.
+# Every other file in this package is one concern: it adds reasons to deny
+# a message, and some add obligations. This file combines them and is the
+# only place that says "allow". Read it first, then settings.rego (where the
+# operator's settings come from), then the concerns:
+#
+#   the message itself, at both stages (message_deny):
+#     basics, purpose, pii_fields, sender, compat
+#   its delivery (delivery_deny):
+#     at accept:  volume_guard, frequency_caps
+#     at send:    basics, optout, consent, self_exclusion, countries,
+#                 quiet_hours
+#
+# Operator settings live in data.json, not in the rules.
 package blindpost.gateway
 
 # The decision document the gateway evaluates. A message may go out only if
@@ -24,6 +33,21 @@ decision := {
 	"obligations": obligations,
 }
 
-# Obligations are instructions that come with an allowed message (for example
-# "defer until 08:00 local time" for quiet hours). No concern sets any yet.
-obligations := {}
+# The reasons to deny: those found in the message itself (what the core
+# asked for: its kind, purpose, template, sender, recipient override), and
+# those found in its delivery (the player, the time, the traffic). The
+# first depend on nothing but the message, so the gateway may reuse them
+# for identical messages; see "Performance" in README.md.
+deny := message_deny | delivery_deny
+
+# Obligations are instructions the gateway must follow with the decision.
+# Each is defined in the file of its concern, as obligations.<name>:
+#
+#   defer_until  quiet_hours.rego     allowed, but send no earlier than this
+#                                     instant (RFC 3339, UTC)
+#   reserve      frequency_caps.rego  allowed if the gateway reserves these
+#                                     frequency-cap slots atomically
+#   hold         volume_guard.rego    denied only for volume: keep the
+#                                     message and alert, do not reject it
+#
+# With no obligation, obligations is the empty object {}.

@@ -5,31 +5,32 @@ import data.blindpost.gateway
 # accept_request (basics_test.rego) with this channel, category and placeholders.
 template(channel, category, placeholders) := object.union(accept_request, {
 	"channel": channel, "category": category, "placeholders": placeholders,
+	"purpose": purpose_for[category],
 })
 
 # The rule, independent of the operator's settings.
 test_only_listed_fields_allowed if {
 	settings := {"transactional": {"email": ["first_name", "email"]}}
 	gateway.decision.allow with input as template("email", "transactional", ["email", "first_name"])
-		with data.blindpost.settings.pii_fields as settings
+		with data.blindpost.settings as shipped_with("pii_fields", settings)
 	gateway.deny == {"pii_field_not_allowed"} with input as template("email", "transactional", ["phone"])
-		with data.blindpost.settings.pii_fields as settings
+		with data.blindpost.settings as shipped_with("pii_fields", settings)
 }
 
 # A category or channel the settings do not mention allows no field.
 test_missing_settings_allow_nothing if {
 	settings := {"transactional": {"email": ["first_name"]}}
 	gateway.deny == {"pii_field_not_allowed"} with input as template("sms", "transactional", ["first_name"])
-		with data.blindpost.settings.pii_fields as settings
+		with data.blindpost.settings as shipped_with("pii_fields", settings)
 	gateway.deny == {"pii_field_not_allowed"} with input as template("email", "marketing", ["first_name"])
-		with data.blindpost.settings.pii_fields as settings
+		with data.blindpost.settings as shipped_with("pii_fields", settings)
 	gateway.deny == {"pii_field_not_allowed"} with input as template("email", "transactional", ["first_name"])
-		with data.blindpost.settings.pii_fields as {}
+		with data.blindpost.settings as shipped_with("pii_fields", {})
 }
 
 test_no_placeholders_always_allowed if {
 	gateway.decision.allow with input as template("email", "marketing", [])
-		with data.blindpost.settings.pii_fields as {}
+		with data.blindpost.settings as shipped_with("pii_fields", {})
 }
 
 # The shipped settings (data.json): an auditor reads the allow-lists here.

@@ -262,34 +262,144 @@ func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.
 	in := policy.Input{
 		API: "native", Stage: "accept", Tenant: m.Tenant, Brand: m.Brand,
 		Channel: m.Channel, Category: m.Category, Purpose: m.Purpose, Placeholders: fields,
+		Now: now, FromDomain: addressDomain(m.From),
+		TenantRatePerMinute: g.rate.add(m.Tenant, now, 1),
 	}
-	d, err := g.policy.Decide(ctx, in)
-	g.metrics.decisions.WithLabelValues("accept", boolLabel(err == nil && d.Allow)).Inc()
+	d, err := g.decide(ctx, in)
 	rec := decisionRecord(in, d, m.ID, "")
 	dec = &rec
 	if err != nil {
 		g.log.Error("policy unavailable at accept", "tenant", m.Tenant, "id", m.ID, "err", err)
 		return Result{ID: m.ID, Status: StatusRetryable, Code: "policy_unavailable", Message: "policy engine unavailable, retry"}, nil, dec
 	}
+	var notBefore time.Time
+	if m.NotBefore != nil {
+		notBefore = *m.NotBefore
+	}
 	if !d.Allow {
-		g.log.Info("denied at accept", "tenant", m.Tenant, "id", m.ID, "decision", d.ID, "reasons", d.Reasons)
-		return rej("denied", "denied by policy: "+strings.Join(d.Reasons, ","))
+		if !d.Hold() {
+			g.log.Info("denied at accept", "tenant", m.Tenant, "id", m.ID, "decision", d.ID, "reasons", d.Reasons)
+			return rej("denied", "denied by policy: "+strings.Join(d.Reasons, ","))
+		}
+		// The volume guard: the core asks for more than the operator
+		// allows. The message is kept, not lost, and held back; the
+		// operator is alerted.
+		g.metrics.holds.WithLabelValues(m.Tenant).Inc()
+		g.log.Error("volume guard: holding the tenant's traffic", "tenant", m.Tenant, "id", m.ID,
+			"rate_per_minute", in.TenantRatePerMinute, "decision", d.ID)
+		notBefore = later(notBefore, now.Add(volumeHold))
+	}
+	if at, ok, err := d.DeferUntil(); err != nil {
+		return Result{ID: m.ID, Status: StatusRetryable, Code: "policy_unavailable", Message: "unreadable policy obligation, retry"}, nil, dec
+	} else if ok {
+		notBefore = later(notBefore, at)
+	}
+	reserve, counters, err := g.reservations(ctx, m, d)
+	if err != nil {
+		g.log.Error("frequency caps", "tenant", m.Tenant, "id", m.ID, "err", err)
+		return Result{ID: m.ID, Status: StatusRetryable, Code: "unavailable", Message: "frequency caps unavailable, retry"}, nil, dec
+	}
+	if counters != nil {
+		// A cap is already full: ask the policy again with the counters,
+		// so the decision on record is the one that names the cap.
+		in.Counters = counters
+		d2, err := g.decide(ctx, in)
+		rec2 := decisionRecord(in, d2, m.ID, "")
+		dec = &rec2
+		if err == nil && !d2.Allow {
+			return rej("denied", "denied by policy: "+strings.Join(d2.Reasons, ","))
+		}
+		return rej(queue.CodeFrequencyCap, "frequency cap reached; not sent")
 	}
 
 	ext := newExtID()
 	res := Result{ID: m.ID, Status: StatusAccepted, ExtMessageID: ext}
 	e := &queue.Entry{
 		ExtID: ext, Tenant: m.Tenant, MsgID: m.ID, Brand: m.Brand, User: m.To.Subject,
-		Request: raw, Created: now,
-	}
-	if m.NotBefore != nil {
-		e.NotBefore = *m.NotBefore
+		Request: raw, Created: now, NotBefore: notBefore,
 	}
 	if m.ExpiresAt != nil {
 		e.ExpiresAt = *m.ExpiresAt
 	}
 	return res, &queue.Item{Tenant: m.Tenant, ID: m.ID, Hash: b.Digests[i],
-		Answer: queue.Answer{Status: StatusAccepted, ExtMessageID: ext}, Entry: e}, dec
+		Answer: queue.Answer{Status: StatusAccepted, ExtMessageID: ext}, Entry: e, Reserve: reserve}, dec
+}
+
+// volumeHold is how long the volume guard holds a message back.
+const volumeHold = 15 * time.Minute
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// decide asks the policy and counts the decision.
+func (g *Gateway) decide(ctx context.Context, in policy.Input) (policy.Decision, error) {
+	d, err := g.policy.Decide(ctx, in)
+	g.metrics.decisions.WithLabelValues(in.Stage, boolLabel(err == nil && d.Allow)).Inc()
+	return d, err
+}
+
+// recipientKey names a message's recipient for frequency caps without PII:
+// the subject's pseudonymous id, or, for a token, the subject the vault's
+// index points at (the index holds no PII and opens nothing).
+func (g *Gateway) recipientKey(ctx context.Context, m *envelope.Message) (string, error) {
+	user := m.To.Subject
+	if m.To.Token != "" {
+		ref, err := g.store.Lookup(ctx, m.Tenant, m.Brand, m.To.Token)
+		switch {
+		case err == nil:
+			user = ref.User
+		case errors.Is(err, vault.ErrNotFound):
+			return m.Tenant + "|" + m.Brand + "|t:" + m.To.Token, nil
+		default:
+			return "", err
+		}
+	}
+	return m.Tenant + "|" + m.Brand + "|s:" + user, nil
+}
+
+// reservations turns the policy's "reserve" obligation into the queue's
+// counters for this recipient; the queue takes them atomically with the
+// enqueue. If a cap is already full it returns the counters instead, for
+// the policy to decide on. An error (unreadable obligation or counters)
+// means the message must not be acknowledged.
+func (g *Gateway) reservations(ctx context.Context, m *envelope.Message, d policy.Decision) (rs []queue.Reservation, full map[string]int, err error) {
+	obl, err := d.Reservations()
+	if err != nil || len(obl) == 0 {
+		return nil, nil, err
+	}
+	key, err := g.recipientKey(ctx, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	counts := make(map[string]int, len(obl))
+	atCap := false
+	for _, r := range obl {
+		q := queue.Reservation{Key: key + "|" + r.Key, Window: r.Window, Limit: r.Limit}
+		n, err := g.queue.Count(ctx, q.Key, g.now().Add(-r.Window))
+		if err != nil {
+			return nil, nil, err
+		}
+		counts[r.Key] = n
+		atCap = atCap || n >= r.Limit
+		rs = append(rs, q)
+	}
+	if atCap {
+		return nil, counts, nil
+	}
+	return rs, nil, nil
+}
+
+// addressDomain is the lower-cased domain of an address, or "".
+func addressDomain(addr string) string {
+	a, err := mail.ParseAddress(addr)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(a.Address[strings.LastIndexByte(a.Address, '@')+1:])
 }
 
 func reject(b *envelope.Batch, i int, id string, res Result) *queue.Item {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/blindpost/blindpost/audit"
@@ -42,15 +41,12 @@ func newRecord(kind, tenant string, data any, fill func(*audit.Record)) audit.Re
 // decisionRecord puts a policy decision in the log in OPA's decision-log
 // shape, naming the subject by pseudonym only.
 func decisionRecord(in policy.Input, d policy.Decision, msgID, extID string) audit.Record {
-	input, _ := json.Marshal(in)
-	result, _ := json.Marshal(map[string]any{"allow": d.Allow, "reasons": d.Reasons, "obligations": d.Obligations})
 	pseudonym := ""
 	if in.Subject != nil {
 		pseudonym = in.Subject.Pseudonym
 	}
-	return newRecord(audit.KindDecision, in.Tenant, audit.DecisionLog{
-		DecisionID: d.ID, Input: input, Path: d.Path, Result: result, Revision: d.Revision, Timestamp: d.Time,
-	}, func(r *audit.Record) { r.MsgID, r.ExtID, r.Pseudonym = msgID, extID, pseudonym })
+	return newRecord(audit.KindDecision, in.Tenant, d.Log(in),
+		func(r *audit.Record) { r.MsgID, r.ExtID, r.Pseudonym = msgID, extID, pseudonym })
 }
 
 // appendAudit writes records durably. A failure is returned: callers on

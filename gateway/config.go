@@ -60,8 +60,27 @@ type EmbeddedVaultConfig struct {
 }
 
 type PolicyConfig struct {
-	// Dir holds a Rego bundle; empty means the bundle compiled into the binary.
-	Dir string `yaml:"dir"`
+	// Bundle is a directory of .rego files and a data.json, or a signed OPA
+	// bundle tarball (.tar.gz) verified with BundleKey; empty means the
+	// bundle compiled into the binary.
+	Bundle string `yaml:"bundle"`
+	// BundleKey verifies a bundle tarball's signature: a PEM public key
+	// file; BundleKeyAlgorithm is its JWS algorithm (default RS256, as
+	// `opa build --signing-key`; e.g. ES256, EdDSA); BundleKeyID the key id
+	// the signature names (default "default").
+	BundleKey          string `yaml:"bundle_key"`
+	BundleKeyAlgorithm string `yaml:"bundle_key_algorithm"`
+	BundleKeyID        string `yaml:"bundle_key_id"`
+	// ReloadInterval, if set, polls Bundle and swaps in a changed bundle
+	// atomically; a broken one is refused, the running one stays, and the
+	// failure is logged and counted.
+	ReloadInterval Duration `yaml:"reload_interval"`
+	// DataFile holds the operator's settings (JSON, the shape of the
+	// bundle's data.json), merged over the bundle's defaults: sender
+	// domains, purposes, caps, quiet hours, per tenant and brand. Rules and
+	// settings stay apart, so auditors review one and operators edit the
+	// other.
+	DataFile string `yaml:"data_file"`
 }
 
 type SMTPConfig struct {
@@ -210,7 +229,9 @@ func (c *Config) resolvePaths(base string) {
 		c.Vault.Embedded.Path = filepath.Join(c.DataDir, c.Vault.Embedded.Path)
 	}
 	abs(&c.Vault.Embedded.Path)
-	abs(&c.Policy.Dir)
+	abs(&c.Policy.Bundle)
+	abs(&c.Policy.BundleKey)
+	abs(&c.Policy.DataFile)
 	abs(&c.SMTP.CAFile)
 	for i := range c.Tenants {
 		for j := range c.Tenants[i].CoreKeys {
@@ -275,6 +296,12 @@ func (c *Config) Validate() error {
 	}
 	if c.SMTP.Username != "" && c.SMTP.PasswordEnv == "" {
 		bad("smtp.password_env", "required with smtp.username")
+	}
+	if c.Policy.ReloadInterval != 0 && c.Policy.Bundle == "" {
+		bad("policy.reload_interval", "needs policy.bundle")
+	}
+	if strings.HasSuffix(c.Policy.Bundle, ".tar.gz") && c.Policy.BundleKey == "" {
+		bad("policy.bundle_key", "required for a bundle tarball: unsigned bundles are never loaded")
 	}
 	if c.Send.Workers < 1 || c.Send.Workers > 256 {
 		bad("send.workers", "want 1..256, got %d", c.Send.Workers)

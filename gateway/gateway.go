@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -67,23 +68,25 @@ type Options struct {
 
 // Gateway is one running gateway node.
 type Gateway struct {
-	cfg     *Config
-	log     *slog.Logger
-	now     func() time.Time
-	poll    time.Duration
-	opener  *envelope.Opener
-	signing *envelope.SigningKey
-	store   vault.Store
-	policy  Decider
-	queue   *queue.Queue
-	audit   *audit.Log
-	email   EmailSender
-	calls   CallbackPoster
-	tenants map[string]*Tenant
-	admin   *admin.Tokens
-	metrics *metrics
+	cfg       *Config
+	log       *slog.Logger
+	now       func() time.Time
+	poll      time.Duration
+	opener    *envelope.Opener
+	signing   *envelope.SigningKey
+	store     vault.Store
+	policy    Decider
+	evaluator *policy.Evaluator
+	queue     *queue.Queue
+	audit     *audit.Log
+	email     EmailSender
+	calls     CallbackPoster
+	tenants   map[string]*Tenant
+	admin     *admin.Tokens
+	metrics   *metrics
 
 	wake chan struct{}
+	rate rateWindow // requests per tenant over the last minute (volume guard)
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -165,18 +168,44 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 		Now:     g.now,
 	}
 
-	// Policy: compiled once, refused if broken.
+	// Policy: compiled once, refused if broken; later reloads swap
+	// atomically and a broken new bundle leaves the running one in place.
+	popts := policy.Options{Now: g.now, OnReloadError: func(err error) {
+		g.metrics.policyReloadFailures.Inc()
+		g.log.Error("policy reload refused; the running bundle stays", "err", err)
+	}}
+	if cfg.Policy.BundleKey != "" {
+		pem, err := os.ReadFile(cfg.Policy.BundleKey)
+		if err != nil {
+			return nil, fmt.Errorf("policy.bundle_key: %w", err)
+		}
+		popts.BundleKeys = []policy.PublicKey{{ID: cfg.Policy.BundleKeyID, Algorithm: cfg.Policy.BundleKeyAlgorithm, PEM: string(pem)}}
+	}
 	bundle := opts.Policy
-	if bundle == nil && cfg.Policy.Dir != "" {
-		bundle = os.DirFS(cfg.Policy.Dir)
+	if bundle == nil && cfg.Policy.Bundle != "" {
+		if bundle, err = policy.OpenBundle(cfg.Policy.Bundle, popts.BundleKeys...); err != nil {
+			return nil, fmt.Errorf("policy.bundle: %w", err)
+		}
 	}
 	if bundle == nil {
 		bundle = policy.BundleFS()
 	}
-	ev, err := policy.New(ctx, bundle, policy.Options{Now: g.now, Data: opts.PolicyData})
+	popts.Data = opts.PolicyData
+	if popts.Data == nil && cfg.Policy.DataFile != "" {
+		b, err := os.ReadFile(cfg.Policy.DataFile)
+		if err != nil {
+			return nil, fmt.Errorf("policy.data_file: %w", err)
+		}
+		if err := json.Unmarshal(b, &popts.Data); err != nil {
+			return nil, fmt.Errorf("policy.data_file: %w", err)
+		}
+	}
+	ev, err := policy.New(ctx, bundle, popts)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
+	g.log.Info("policy loaded", "revision", ev.Revision())
+	g.evaluator = ev
 	g.policy = ev
 
 	// Vault.
@@ -416,6 +445,10 @@ func (g *Gateway) serve(ctx context.Context, workers bool) error {
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if p := g.cfg.Policy; p.Bundle != "" && p.ReloadInterval > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); g.evaluator.Watch(wctx, p.Bundle, time.Duration(p.ReloadInterval)) }()
+	}
 	if workers {
 		for i := 0; i < g.cfg.Send.Workers; i++ {
 			wg.Add(1)

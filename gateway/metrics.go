@@ -18,6 +18,9 @@ type metrics struct {
 	acceptDur   *prometheus.HistogramVec // batch size bucket
 	sendDur     prometheus.Histogram
 	auditErrors prometheus.Counter
+	holds       *prometheus.CounterVec // tenant
+
+	policyReloadFailures prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -58,7 +61,15 @@ func newMetrics() *metrics {
 		Name: "blindpost_gateway_audit_append_errors_total",
 		Help: "Audit log appends that failed; sending stops while they fail.",
 	})
-	m.reg.MustRegister(m.auditErrors, m.envelopes, m.messages, m.decisions, m.deliveries, m.callbacks,
+	m.holds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "blindpost_gateway_volume_guard_holds_total",
+		Help: "Messages held back because the tenant's core asked for more than the volume guard allows.",
+	}, []string{"tenant"})
+	m.policyReloadFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "blindpost_gateway_policy_reload_failures_total",
+		Help: "Policy bundles refused on reload; the running bundle stayed in force. Alert on any increase.",
+	})
+	m.reg.MustRegister(m.policyReloadFailures, m.holds, m.auditErrors, m.envelopes, m.messages, m.decisions, m.deliveries, m.callbacks,
 		m.acceptDur, m.sendDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

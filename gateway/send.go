@@ -157,10 +157,9 @@ func (g *Gateway) deliver(ctx context.Context, e queue.Entry) (outcome, string, 
 	in := policy.Input{
 		API: "native", Stage: "send", Tenant: m.Tenant, Brand: m.Brand,
 		Channel: m.Channel, Category: m.Category, Purpose: m.Purpose, Placeholders: fields,
-		Subject: subjectAttrs(rec, m.Channel, now),
+		Subject: subjectAttrs(rec, m.Channel, now), Now: now, FromDomain: addressDomain(m.From),
 	}
-	d, err := g.policy.Decide(ctx, in)
-	g.metrics.decisions.WithLabelValues("send", boolLabel(err == nil && d.Allow)).Inc()
+	d, err := g.decide(ctx, in)
 	// The decision goes on record before anything is sent; if the log
 	// cannot take it, nothing is sent.
 	if aerr := g.appendAudit(ctx, decisionRecord(in, d, e.MsgID, e.ExtID)); aerr != nil {
@@ -172,7 +171,9 @@ func (g *Gateway) deliver(ctx context.Context, e queue.Entry) (outcome, string, 
 	if !d.Allow {
 		return outcome{status: StatusDenied, reason: strings.Join(d.Reasons, ","), decision: d.ID}, m.Channel, rec.Pseudonym
 	}
-	if at, ok := deferUntil(d); ok && at.After(now) {
+	if at, ok, derr := d.DeferUntil(); derr != nil {
+		return retry("policy_obligation_unreadable"), m.Channel, rec.Pseudonym
+	} else if ok && at.After(now) {
 		return outcome{status: StatusDeferred, reason: "defer_until", decision: d.ID, retryAt: at}, m.Channel, rec.Pseudonym
 	}
 
@@ -224,6 +225,7 @@ func subjectAttrs(r vault.Record, channel string, now time.Time) *policy.Subject
 	s := &policy.Subject{
 		Pseudonym: r.Pseudonym, Country: r.Country, LocalHour: now.In(loc).Hour(),
 		OptOuts: r.OptOuts, Consents: r.Consents, SelfExcluded: r.SelfExcluded,
+		Timezone: r.Timezone, OptOutSince: r.OptOutSince, SnoozedUntil: r.SnoozedUntil,
 	}
 	if s.OptOuts == nil {
 		s.OptOuts = map[string]bool{}
@@ -240,15 +242,6 @@ func subjectAttrs(r vault.Record, channel string, now time.Time) *policy.Subject
 		s.Addressable = r.TelegramChatID != ""
 	}
 	return s
-}
-
-func deferUntil(d policy.Decision) (time.Time, bool) {
-	v, ok := d.Obligations["defer_until"].(string)
-	if !ok {
-		return time.Time{}, false
-	}
-	t, err := time.Parse(time.RFC3339, v)
-	return t, err == nil
 }
 
 func renderReason(err error) string {

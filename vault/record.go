@@ -26,8 +26,14 @@ type Record struct {
 	// OptOuts holds the opt-out flags of the reference vendor's profile:
 	// core_is_{email,sms,push}_disabled_by_platform (set by the PAM) and
 	// core_is_{email,sms}_disabled (set by the player).
-	OptOuts      map[string]bool `json:"opt_outs,omitempty"`
-	SelfExcluded bool            `json:"self_excluded,omitempty"`
+	OptOuts map[string]bool `json:"opt_outs,omitempty"`
+	// OptOutSince holds, per opt-out flag, when it was set (the policy
+	// applies the player's 30-day snooze from it).
+	OptOutSince map[string]time.Time `json:"opt_out_since,omitempty"`
+	// SnoozedUntil holds, per channel (email, sms, im, push), the end of a
+	// marketing snooze the player chose on the unsubscribe page.
+	SnoozedUntil map[string]time.Time `json:"snoozed_until,omitempty"`
+	SelfExcluded bool                 `json:"self_excluded,omitempty"`
 
 	// Pseudonym is random per subject, set by the store on first Put and
 	// kept across updates; a value given to Put is ignored. Logs name
@@ -41,6 +47,8 @@ var consentKeys = map[string]bool{
 	"marketing_im":    true,
 	"marketing_push":  true,
 }
+
+var snoozeChannels = map[string]bool{"email": true, "sms": true, "im": true, "push": true}
 
 var optOutKeys = map[string]bool{
 	"core_is_email_disabled_by_platform": true,
@@ -124,6 +132,16 @@ func (r Record) Normalize() (Record, error) {
 	for k := range r.OptOuts {
 		if !optOutKeys[k] {
 			return Record{}, &FieldError{"opt_outs", "unknown opt-out key"}
+		}
+	}
+	for k := range r.OptOutSince {
+		if !optOutKeys[k] {
+			return Record{}, &FieldError{"opt_out_since", "unknown opt-out key"}
+		}
+	}
+	for k := range r.SnoozedUntil {
+		if !snoozeChannels[k] {
+			return Record{}, &FieldError{"snoozed_until", "unknown channel"}
 		}
 	}
 	if r.Pseudonym != "" && !validPseudonym(r.Pseudonym) {

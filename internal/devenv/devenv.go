@@ -112,6 +112,11 @@ func Prepare(dir string) error {
 			return err
 		}
 	}
+	if !exists(p(dir, "policy-data.json")) {
+		if err := os.WriteFile(p(dir, "policy-data.json"), []byte(PolicyData), 0o600); err != nil {
+			return err
+		}
+	}
 	if !exists(p(dir, "tls.crt")) {
 		if err := writeSelfSigned(p(dir, "tls.crt"), p(dir, "tls.key")); err != nil {
 			return fmt.Errorf("tls: %w", err)
@@ -119,6 +124,26 @@ func Prepare(dir string) error {
 	}
 	return nil
 }
+
+// PolicyData is the dev tenant's operator settings: the policy bundle's
+// defaults allow no sender domain until the operator names one.
+const PolicyData = `{
+  "blindpost": {
+    "tenants": {
+      "dev": {
+        "brands": {
+          "casino-1": {
+            "settings": {
+              "sender_domains": ["example.com"],
+              "default_timezone": "Europe/Malta"
+            }
+          }
+        }
+      }
+    }
+  }
+}
+`
 
 // Config is the dev gateway's config: loopback only, TLS with the generated
 // certificate, the embedded vault, the capture server as the relay.
@@ -136,6 +161,7 @@ func Config(dir, smtpAddr, callbackURL string) *gateway.Config {
 			Path: p(dir, "data", "vault.db"), KeyFile: p(dir, "keys", "vault.key"),
 		}},
 		SMTP:      gateway.SMTPConfig{Addr: smtpAddr, Helo: "gateway.dev.example.com", TLS: "opportunistic"},
+		Policy:    gateway.PolicyConfig{DataFile: p(dir, "policy-data.json")},
 		Callbacks: gateway.CallbackConf{AllowPrivate: true},
 		// Sign a checkpoint after every commit (a negative interval), so even
 		// a short dev session shows the core's witness copies growing.

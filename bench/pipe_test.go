@@ -164,7 +164,11 @@ type gatewayRig struct {
 func startGateway(tb testing.TB) *gatewayRig {
 	tb.Helper()
 	ctx := context.Background()
-	env, err := devenv.Start(ctx, tb.TempDir(), devenv.Options{Logger: slog.New(slog.DiscardHandler)})
+	env, err := devenv.Start(ctx, tb.TempDir(), devenv.Options{
+		Logger: slog.New(slog.DiscardHandler),
+		// The production checkpoint cadence, not dev's sign-every-commit.
+		Gateway: func(c *gateway.Config) { c.Audit.CheckpointEvery = 0 },
+	})
 	if err != nil {
 		tb.Fatalf("start dev gateway: %v", err)
 	}

@@ -22,7 +22,11 @@ func (d *discard) Send(ctx context.Context, m smtp.Message) (smtp.Result, error)
 }
 
 func newBenchRig(b *testing.B, email gateway.EmailSender) *rig {
-	r := newRig(b, devenv.Options{GatewayOptions: gateway.Options{Email: email}})
+	r := newRig(b, devenv.Options{
+		GatewayOptions: gateway.Options{Email: email},
+		// The production checkpoint cadence, not dev's sign-every-commit.
+		Gateway: func(c *gateway.Config) { c.Audit.CheckpointEvery = 0 },
+	})
 	r.put("u-1", alex())
 	return r
 }

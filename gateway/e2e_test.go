@@ -643,3 +643,29 @@ func TestAuditLogVerifiesAndMatchesTheCoresWitnessCopies(t *testing.T) {
 		t.Fatal("no message_accepted record for m-a1")
 	}
 }
+
+func TestHealthAndReadiness(t *testing.T) {
+	r := newRig(t, devenv.Options{})
+	for _, u := range []string{r.in.AdminURL + "/healthz", r.in.AdminURL + "/readyz"} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", u, resp.StatusCode)
+		}
+	}
+	client, err := r.in.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Get(r.in.MessageURL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("message listener /readyz: %d", resp.StatusCode)
+	}
+}

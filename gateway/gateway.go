@@ -500,5 +500,11 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "queue unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	// A log that failed a write refuses every append until restarted, and
+	// the gateway then neither accepts nor sends: not ready.
+	if _, err := g.audit.Checkpoint(r.Context()); err != nil {
+		http.Error(w, "audit log unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	w.Write([]byte("ready\n"))
 }

@@ -315,10 +315,18 @@ func (g *Gateway) PostCallbacks(ctx context.Context, limit int) int {
 	if err != nil {
 		g.log.Error("audit checkpoint", "err", err)
 	}
+	var done []int64
+	defer func() {
+		if err := g.queue.AckEvents(ctx, done); err != nil {
+			// The lease runs out and they are posted again; the core
+			// de-duplicates on webhook-id.
+			g.log.Error("ack callbacks", "err", err)
+		}
+	}()
 	for _, ev := range evs {
 		t := g.tenants[ev.Tenant]
 		if t == nil || t.CallbackURL == "" {
-			g.queue.AckEvent(ctx, ev.ID)
+			done = append(done, ev.ID)
 			continue
 		}
 		err := g.calls.Post(ctx, t.CallbackURL, callback.Payload{
@@ -328,7 +336,7 @@ func (g *Gateway) PostCallbacks(ctx context.Context, limit int) int {
 		})
 		if err == nil {
 			g.metrics.callbacks.WithLabelValues("ok").Inc()
-			g.queue.AckEvent(ctx, ev.ID)
+			done = append(done, ev.ID)
 			continue
 		}
 		g.metrics.callbacks.WithLabelValues("retry").Inc()

@@ -111,6 +111,30 @@ func (q *Queue) AckEvent(ctx context.Context, id int64) error {
 	return q.execOne(ctx, "ack event", `DELETE FROM events WHERE id = ?`, id)
 }
 
+// AckEvents removes several delivered events in one transaction (one sync
+// instead of one per event). Ids already gone are ignored.
+func (q *Queue) AckEvents(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := q.write(ctx, func(tx *txn) error {
+		s, err := tx.stmt(ctx, `DELETE FROM events WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := s.ExecContext(ctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("queue: ack events: %w", err)
+	}
+	return nil
+}
+
 // RetryEvent releases an event's lease and makes it due again at at.
 func (q *Queue) RetryEvent(ctx context.Context, id int64, at time.Time) error {
 	n := unixNano(at)

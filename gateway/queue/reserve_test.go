@@ -63,3 +63,40 @@ func TestConcurrentReservationsNeverOvershootACap(t *testing.T) {
 		t.Fatalf("repeat of m0: %+v, want the remembered answer", outs[0])
 	}
 }
+
+func TestAckEventsRemovesThemAllInOneGo(t *testing.T) {
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	var items []queue.Item
+	for i := range 5 {
+		id := fmt.Sprintf("m%d", i)
+		it := accepted("t1", id, "u1", request("t1", id))
+		it.Callback = &queue.Event{Status: "queued"}
+		items = append(items, it)
+	}
+	if _, err := q.Accept(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := q.ClaimEvents(ctx, 10, time.Minute)
+	if err != nil || len(evs) != 5 {
+		t.Fatalf("claim events: %v (%d)", err, len(evs))
+	}
+	ids := []int64{evs[0].ID, evs[1].ID, evs[2].ID, 999999}
+	if err := q.AckEvents(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.AckEvent(ctx, evs[0].ID); err == nil {
+		t.Fatal("an acked event is still there")
+	}
+	if err := q.RetryEvent(ctx, evs[3].ID, time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	evs, err = q.ClaimEvents(ctx, 10, time.Minute)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("after ack: %v, %d events due, want 1", err, len(evs))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/blindpost/blindpost/internal/jcs"
 	"strconv"
 	"time"
 	"unicode"
@@ -118,7 +119,7 @@ func prepare(r Record) (prepared, error) {
 		b = append(b, `"data":`...)
 		start := len(b)
 		var err error
-		b, err = appendCanonical(b, r.Data)
+		b, err = jcs.Append(b, r.Data)
 		if err != nil || b[start] != '{' {
 			return prepared{}, fmt.Errorf("%w: data is not a JSON object", ErrInvalidRecord)
 		}
@@ -150,7 +151,7 @@ func (p prepared) appendTo(dst []byte, index int64, time string) []byte {
 	dst = append(dst, p.b[:p.cut]...)
 	dst = strconv.AppendInt(dst, index, 10)
 	dst = append(dst, p.b[p.cut:]...)
-	dst = appendString(dst, time)
+	dst = jcs.AppendString(dst, time)
 	return append(dst, '}')
 }
 
@@ -158,46 +159,10 @@ func (p prepared) appendTo(dst []byte, index int64, time string) []byte {
 func (p prepared) size() int { return len(p.b) + 20 + 40 }
 
 func appendMember(b []byte, name, v string) []byte {
-	b = appendString(b, name)
+	b = jcs.AppendString(b, name)
 	b = append(b, ':')
-	b = appendString(b, v)
+	b = jcs.AppendString(b, v)
 	return append(b, ',')
-}
-
-// appendString appends s as an RFC 8785 string: only '"', '\\' and control
-// characters are escaped, the short forms where JSON has them. (Go's
-// encoding/json also escapes <, >, &, U+2028 and U+2029, which JCS does
-// not, so it cannot be used here.)
-func appendString[S string | []byte](b []byte, s S) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	done := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[done:i]...)
-		done = i + 1
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\f':
-			b = append(b, '\\', 'f')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-	}
-	b = append(b, s[done:]...)
-	return append(b, '"')
 }
 
 // formatTime is the one text form of a record's time: UTC, RFC 3339 with

@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 
-	"github.com/gowebpki/jcs"
+	"github.com/blindpost/blindpost/internal/jcs"
 )
 
 // Digest returns the digest of one message: the SHA-256 of its RFC 8785

@@ -1,11 +1,11 @@
-package audit
+package jcs
 
 import (
 	"bytes"
 	"encoding/json"
 	"testing"
 
-	"github.com/gowebpki/jcs"
+	gojcs "github.com/gowebpki/jcs"
 )
 
 var canonSeeds = []string{
@@ -30,17 +30,17 @@ func FuzzCanonicalMatchesJCS(f *testing.F) {
 	f.Fuzz(checkCanonical)
 }
 
-// checkCanonical holds appendCanonical to jcs on valid JSON: the same
+// checkCanonical holds Append to gowebpki/jcs on valid JSON: the same
 // output, or both refuse. On invalid JSON it must refuse.
 func checkCanonical(t *testing.T, in []byte) {
-	got, err := appendCanonical(nil, in)
+	got, err := Append(nil, in)
 	if !json.Valid(in) {
 		if err == nil {
 			t.Fatalf("accepted invalid JSON %q", in)
 		}
 		return
 	}
-	want, jerr := jcs.Transform(in)
+	want, jerr := gojcs.Transform(in)
 	switch {
 	case err != nil && jerr != nil:
 	case err != nil:

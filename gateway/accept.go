@@ -245,12 +245,8 @@ func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.
 		res := Result{ID: m.ID, Status: StatusRejected, Code: code, Message: msg}
 		return res, reject(b, i, m.ID, res), dec
 	}
-	t := g.tenants[m.Tenant]
 	if m.Channel != "email" {
 		return rej("channel_unavailable", "no adapter is configured for this channel")
-	}
-	if !senderAllowed(t.EmailFromDomains, m.From) {
-		return rej("sender_not_allowed", "the from address is not in the tenant's sender allow-list")
 	}
 	if m.ExpiresAt != nil && !m.ExpiresAt.After(now) {
 		return rej("expired", "expires_at is in the past")
@@ -433,20 +429,6 @@ func safeMessage(err error) string {
 		s = s[:200]
 	}
 	return s
-}
-
-func senderAllowed(domains []string, from string) bool {
-	a, err := mail.ParseAddress(from)
-	if err != nil {
-		return false
-	}
-	dom := a.Address[strings.LastIndexByte(a.Address, '@')+1:]
-	for _, d := range domains {
-		if strings.EqualFold(d, dom) {
-			return true
-		}
-	}
-	return false
 }
 
 var extEnc = base32.StdEncoding.WithPadding(base32.NoPadding)

@@ -119,12 +119,11 @@ type AuditConfig struct {
 
 // Tenant is one operator label served by this gateway.
 type Tenant struct {
-	ID               string   `yaml:"id"`
-	CoreKeys         []string `yaml:"core_keys"`
-	AdminTokensEnv   string   `yaml:"admin_tokens_env"`
-	AdminTokensFile  string   `yaml:"admin_tokens_file"`
-	CallbackURL      string   `yaml:"callback_url"`
-	EmailFromDomains []string `yaml:"email_from_domains"`
+	ID              string   `yaml:"id"`
+	CoreKeys        []string `yaml:"core_keys"`
+	AdminTokensEnv  string   `yaml:"admin_tokens_env"`
+	AdminTokensFile string   `yaml:"admin_tokens_file"`
+	CallbackURL     string   `yaml:"callback_url"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
@@ -336,9 +335,6 @@ func (c *Config) Validate() error {
 			case u.Scheme != "https" && !(u.Scheme == "http" && c.Callbacks.AllowPrivate):
 				bad(f+".callback_url", "must be https")
 			}
-		}
-		if len(t.EmailFromDomains) == 0 {
-			bad(f+".email_from_domains", "at least one sender domain is required")
 		}
 	}
 	return errors.Join(errs...)

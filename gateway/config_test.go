@@ -22,7 +22,7 @@ func TestConfigFiles(t *testing.T) {
 		{"invalid.yaml", []string{
 			"tls.cert_file: required", "data_dir: required", "keys.hpke:", "exclusive",
 			"smtp.addr:", "smtp.tls:", "send.workers:", "tenants[0].id:", "tenants[0].core_keys:",
-			"tenants[0].callback_url: must be https", "tenants[0].email_from_domains:",
+			"tenants[0].callback_url: must be https",
 		}},
 	}
 	for _, tc := range cases {

@@ -168,11 +168,10 @@ func Config(dir, smtpAddr, callbackURL string) *gateway.Config {
 		Audit: gateway.AuditConfig{CheckpointEvery: -1},
 		Send:  gateway.SendConfig{Workers: 2},
 		Tenants: []gateway.Tenant{{
-			ID:               Tenant,
-			CoreKeys:         []string{p(dir, "keys", "core", "signing.pub")},
-			AdminTokensFile:  p(dir, "admin.token"),
-			CallbackURL:      callbackURL,
-			EmailFromDomains: []string{"example.com"},
+			ID:              Tenant,
+			CoreKeys:        []string{p(dir, "keys", "core", "signing.pub")},
+			AdminTokensFile: p(dir, "admin.token"),
+			CallbackURL:     callbackURL,
 		}},
 	}
 	cfg.SetDefaults()

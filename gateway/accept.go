@@ -174,11 +174,39 @@ func (g *Gateway) Accept(ctx context.Context, env *envelope.Envelope) (*Response
 			itemIdx = append(itemIdx, i)
 		}
 	}
+	// The log gets the envelope, every decision and every answer, with the
+	// proof that the core signed the message, before anything is queued:
+	// no message is ever acknowledged, and so none is ever sent, without
+	// its acceptance on record. (Sending also fails closed on the log.)
+	root := audit.Hash32(batch.Root)
+	recs := []audit.Record{newRecord(audit.KindEnvelopeAccepted, batch.Tenant,
+		audit.EnvelopeData{KidSender: batch.KidSender, Messages: len(results), Root: &root}, nil)}
+	for i, r := range results {
+		if decisions[i] != nil {
+			decisions[i].ExtID = r.ExtMessageID
+			recs = append(recs, *decisions[i])
+		}
+		recs = append(recs, answerRecord(batch, i, r, decisions[i]))
+	}
+	if err := g.appendAudit(ctx, recs...); err != nil {
+		return nil, errors.Join(errAudit, err)
+	}
 	if len(items) > 0 {
 		outs, err := g.queue.Accept(ctx, items)
 		if err != nil {
+			// Nothing was acknowledged; the log says why.
+			var undo []audit.Record
+			for _, i := range itemIdx {
+				r := Result{ID: results[i].ID, Status: StatusRetryable, Code: "unavailable"}
+				undo = append(undo, answerRecord(batch, i, r, decisions[i]))
+			}
+			g.appendAudit(ctx, undo...)
 			return nil, errors.Join(errQueue, err)
 		}
+		// The queue knows what the log could not: a repeated id gets its
+		// first answer, another content a conflict, a full cap a refusal.
+		// Each such final answer goes on record too.
+		var changed []audit.Record
 		for k, o := range outs {
 			i := itemIdx[k]
 			res := Result{ID: results[i].ID, Status: o.Answer.Status, ExtMessageID: o.Answer.ExtMessageID,
@@ -187,44 +215,42 @@ func (g *Gateway) Accept(ctx context.Context, env *envelope.Envelope) (*Response
 				res = Result{ID: res.ID, Status: StatusRejected, Code: "conflict",
 					Message: "this id was used before with different content; not sent"}
 			}
+			if res != results[i] {
+				changed = append(changed, answerRecord(batch, i, res, decisions[i]))
+			}
 			results[i] = res
+		}
+		if err := g.appendAudit(ctx, changed...); err != nil {
+			g.log.Error("final answers not on record", "tenant", batch.Tenant, "count", len(changed), "err", err)
 		}
 		g.kick()
 	}
-	// The log gets the envelope, every decision, and every answer with the
-	// proof that the core signed the message. Sending fails closed on the
-	// same log, so nothing is delivered without its decision on record.
-	root := audit.Hash32(batch.Root)
-	recs := []audit.Record{newRecord(audit.KindEnvelopeAccepted, batch.Tenant,
-		audit.EnvelopeData{KidSender: batch.KidSender, Messages: len(results), Root: &root}, nil)}
-	for i, r := range results {
+	for _, r := range results {
 		g.metrics.messages.WithLabelValues(batch.Tenant, r.Status).Inc()
-		if decisions[i] != nil {
-			decisions[i].ExtID = r.ExtMessageID
-			recs = append(recs, *decisions[i])
-		}
-		kind, code := audit.KindMessageAccepted, r.Code
-		switch {
-		case r.Status != StatusAccepted:
-			kind = audit.KindMessageRejected
-		case r.Duplicate:
-			code = "duplicate"
-		}
-		md := audit.MessageData{Code: code, Proof: audit.NewMessageProof(batch, i)}
-		if decisions[i] != nil {
-			var dl audit.DecisionLog
-			json.Unmarshal(decisions[i].Data, &dl)
-			md.DecisionID = dl.DecisionID
-		}
-		recs = append(recs, newRecord(kind, batch.Tenant, md, func(rec *audit.Record) {
-			rec.MsgID, rec.ExtID = r.ID, r.ExtMessageID
-		}))
-	}
-	if err := g.appendAudit(ctx, recs...); err != nil {
-		return nil, errors.Join(errAudit, err)
 	}
 	g.log.Info("envelope accepted", "tenant", batch.Tenant, "kid", batch.KidSender, "messages", len(results))
 	return &Response{Results: results}, nil
+}
+
+// answerRecord is the log's copy of one answer to the core, with the proof
+// that the core signed the message it answers.
+func answerRecord(b *envelope.Batch, i int, r Result, dec *audit.Record) audit.Record {
+	kind, code := audit.KindMessageAccepted, r.Code
+	switch {
+	case r.Status != StatusAccepted:
+		kind = audit.KindMessageRejected
+	case r.Duplicate:
+		code = "duplicate"
+	}
+	md := audit.MessageData{Code: code, Proof: audit.NewMessageProof(b, i)}
+	if dec != nil {
+		var dl struct {
+			DecisionID string `json:"decision_id"`
+		}
+		json.Unmarshal(dec.Data, &dl)
+		md.DecisionID = dl.DecisionID
+	}
+	return newRecord(kind, b.Tenant, md, func(rec *audit.Record) { rec.MsgID, rec.ExtID = r.ID, r.ExtMessageID })
 }
 
 // check validates one message of a batch and decides its answer. A nil item

@@ -669,3 +669,39 @@ func TestHealthAndReadiness(t *testing.T) {
 		t.Errorf("message listener /readyz: %d", resp.StatusCode)
 	}
 }
+
+// Every answer the core receives is on record, the final one last: a
+// repeated id's record names the first ext_message_id and says duplicate.
+func TestEveryAnswerIsOnRecordBeforeTheCoreSeesIt(t *testing.T) {
+	r := newRig(t, devenv.Options{})
+	r.put("u-1", alex())
+	m := message("m-twice", "u-1")
+	first := accepted(t, r.send(m))[0]
+	again := r.send(m).Results[0]
+	if !again.Duplicate || again.ExtMessageID != first {
+		t.Fatalf("repeat: %+v", again)
+	}
+	rd, err := audit.OpenReader(r.in.AuditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := rd.FindMessage("m-twice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answers []audit.Record
+	for _, rec := range recs {
+		if rec.Kind == audit.KindMessageAccepted || rec.Kind == audit.KindMessageRejected {
+			answers = append(answers, rec)
+		}
+	}
+	if len(answers) < 2 || answers[0].ExtID != first {
+		t.Fatalf("answers on record: %+v", answers)
+	}
+	last := answers[len(answers)-1]
+	var md audit.MessageData
+	json.Unmarshal(last.Data, &md)
+	if last.ExtID != first || md.Code != "duplicate" {
+		t.Fatalf("last answer on record: %s %+v, want the first ext id marked duplicate", last.ExtID, md)
+	}
+}

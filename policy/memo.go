@@ -35,12 +35,21 @@ import (
 // compiled bundle, and the unsafe built-ins (the clock, randomness, the
 // network) are not available to the bundle at all, so the value of such a
 // rule is a function of the input parts collected.
+//
+// The first is the decision itself. Its key holds every input part the
+// bundle reads (never the subject's pseudonym: no rule reads it), and the
+// clock to the minute (see Input.withClock), so the recipients of one
+// campaign with the same attributes share one decision per minute. When it
+// is kept, the others are not looked up.
 var memoRefs = []ast.Ref{
+	ast.MustParseRef(query),
 	ast.MustParseRef("data.blindpost.gateway.settings"),
 	ast.MustParseRef("data.blindpost.gateway.message_deny"),
 	ast.MustParseRef("data.blindpost.gateway.country_allowed"),
 	ast.MustParseRef("data.blindpost.gateway.player_timezone"),
 }
+
+var decisionRef = ast.MustParseRef(query)
 
 // maxMemoEntries bounds each rule's memo; when full, it starts afresh.
 const maxMemoEntries = 4096
@@ -159,6 +168,11 @@ func memoized(ms []*memo, input ast.Value) (topdown.VirtualCache, []string) {
 		m.mu.RUnlock()
 		if hit {
 			vc.Put(m.ref, t)
+			if m.ref.Equal(decisionRef) {
+				// The whole decision is known: nothing else will be read.
+				clear(missed)
+				return vc, missed
+			}
 		} else {
 			missed[i] = k
 		}

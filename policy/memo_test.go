@@ -74,10 +74,10 @@ func TestMemoOnlyForRulesWithKnownInputs(t *testing.T) {
 	}{
 		{"keyed by what it reads",
 			"settings := data.blindpost.settings[input.tenant]\n\nmessage_deny contains \"x\" if { input.channel == \"fax\"; settings.y }\n",
-			map[string][]string{"settings": {"tenant"}, "message_deny": {"channel", "tenant"}}},
+			map[string][]string{"decision": {"channel", "tenant"}, "settings": {"tenant"}, "message_deny": {"channel", "tenant"}}},
 		{"through a function",
 			"settings := 1\n\nf(x) if input.subject.country == x\n\nmessage_deny contains \"x\" if f(\"MT\")\n",
-			map[string][]string{"settings": nil, "message_deny": {"subject.country"}}},
+			map[string][]string{"decision": {"subject.country"}, "settings": nil, "message_deny": {"subject.country"}}},
 		{"input read with a key known only at evaluation time",
 			"settings := 1\n\nmessage_deny contains \"x\" if { some k; input[k] == 1 }\n",
 			map[string][]string{"settings": nil}},

@@ -105,7 +105,8 @@ type Input struct {
 	Subject      *Subject `json:"subject,omitempty"`
 
 	// Now is the gateway's clock. Decide fills it from Options.Now when it
-	// is zero, so callers normally leave it alone.
+	// is zero, so callers normally leave it alone, and cuts it to the
+	// minute: the policy's clock reads whole minutes.
 	Now time.Time `json:"now,omitzero"`
 	// FromDomain is the domain of the message's from address, when it has
 	// one of its own (lower case preferred; compared case-insensitively).
@@ -230,12 +231,20 @@ func (e *Evaluator) Decide(ctx context.Context, in Input) (Decision, error) {
 	return d, nil
 }
 
-// withClock returns in with Now set to t when it is zero. Decide and
-// DecisionLog use it alike, so the log records the input the policy saw.
+// withClock returns in with Now set to t when it is zero, and cut to the
+// minute. Decide and DecisionLog use it alike, so the log records the input
+// the policy saw.
+//
+// The policy's clock reads whole minutes (UTC). Quiet hours are set in
+// minutes; a snooze or a lapsing opt-out compared with an earlier clock
+// ends up to 59 seconds later, which errs on the side of not sending. In
+// exchange, every decision within a minute that reads the same input parts
+// is the same decision, and the evaluator can reuse it (memo.go).
 func (in Input) withClock(t time.Time) Input {
 	if in.Now.IsZero() {
-		in.Now = t.UTC()
+		in.Now = t
 	}
+	in.Now = in.Now.UTC().Truncate(time.Minute)
 	return in
 }
 

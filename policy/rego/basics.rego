@@ -34,8 +34,7 @@ delivery_deny contains "invalid_request" if {
 }
 
 ready_to_send if {
-	is_object(input.subject)
-	is_boolean(input.subject.addressable)
+	is_boolean(input.subject.addressable) # so input.subject is an object
 	is_string(input.now)
 }
 

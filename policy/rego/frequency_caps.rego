@@ -28,7 +28,7 @@ package blindpost.gateway
 delivery_deny contains "frequency_cap" if {
 	input.stage == "accept"
 	cap := settings.frequency_caps[message_kind]
-	object.get(input, ["counters", message_kind], 0) >= cap.limit
+	sent_in_window >= cap.limit
 }
 
 obligations["reserve"] := [{
@@ -40,6 +40,12 @@ obligations["reserve"] := [{
 	count(deny) == 0
 	cap := settings.frequency_caps[message_kind]
 }
+
+# How many messages of this kind the player was sent in the cap's window,
+# as the gateway counted them (none, if it sent no count).
+default sent_in_window := 0
+
+sent_in_window := input.counters[message_kind]
 
 # The kind of message, e.g. "marketing/sms".
 message_kind := concat("/", [input.category, input.channel])

@@ -1,0 +1,256 @@
+// Package throttle paces the calls the gateway makes to one delivery adapter:
+// at most so many at once, at most so many a second (a token bucket), and
+// none while the adapter keeps failing (a circuit breaker).
+//
+// A call that would have to wait long for its turn is not made to wait: Do
+// returns a *Deferred that says when to try again, and the gateway puts the
+// message back in its queue for then. So a slow or broken provider never
+// holds the gateway's workers, and no message waits in memory where a crash
+// would lose it.
+package throttle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+)
+
+// Config limits one adapter. The zero value allows 4 calls at once, no rate
+// limit, and opens the circuit after 5 temporary failures in a row for 30 s.
+type Config struct {
+	// Concurrency is how many calls may run at once.
+	Concurrency int
+	// Rate is how many calls may start per second, on average; 0 means no
+	// limit. Burst is how many may start at once after a quiet spell
+	// (default: Rate rounded up, at least 1).
+	Rate  float64
+	Burst int
+	// BreakerFailures is how many temporary failures in a row open the
+	// circuit; a negative value never opens it. Permanent failures (a bad
+	// number, a refused address) are the message's fault, not the
+	// adapter's, and do not count.
+	BreakerFailures int
+	// BreakerCooldown is how long an open circuit stays open before one
+	// trial call may go through. Each failed trial doubles it, up to
+	// BreakerMaxCooldown (default 10 min).
+	BreakerCooldown    time.Duration
+	BreakerMaxCooldown time.Duration
+	// MaxWait is the longest a call waits for a free slot or a token
+	// before it is deferred instead (default 1 s).
+	MaxWait time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	if c.Rate > 0 && c.Burst <= 0 {
+		c.Burst = max(1, int(math.Ceil(c.Rate)))
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = 5
+	}
+	if c.BreakerCooldown <= 0 {
+		c.BreakerCooldown = 30 * time.Second
+	}
+	if c.BreakerMaxCooldown <= 0 {
+		c.BreakerMaxCooldown = 10 * time.Minute
+	}
+	if c.BreakerMaxCooldown < c.BreakerCooldown {
+		c.BreakerMaxCooldown = c.BreakerCooldown
+	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = time.Second
+	}
+}
+
+// Validate reports settings that make no sense.
+func (c Config) Validate() error {
+	switch {
+	case c.Concurrency < 0:
+		return errors.New("concurrency must not be negative")
+	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+		return errors.New("rate must be a non-negative number")
+	case c.Burst < 0:
+		return errors.New("burst must not be negative")
+	case c.BreakerCooldown < 0 || c.BreakerMaxCooldown < 0 || c.MaxWait < 0:
+		return errors.New("durations must not be negative")
+	}
+	return nil
+}
+
+var (
+	// ErrCircuitOpen: the adapter failed too often; calls wait for the
+	// cooldown.
+	ErrCircuitOpen = errors.New("circuit open")
+	// ErrRateLimited: the adapter's rate limit has no token soon enough.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrBusy: every slot stayed taken for MaxWait.
+	ErrBusy = errors.New("adapter busy")
+)
+
+// Deferred is Do's answer when the call was not made: try again at Until.
+type Deferred struct {
+	Until time.Time
+	Err   error // ErrCircuitOpen, ErrRateLimited or ErrBusy
+}
+
+func (d *Deferred) Error() string { return fmt.Sprintf("deferred: %v", d.Err) }
+func (d *Deferred) Unwrap() error { return d.Err }
+
+// Breaker states, as State reports them.
+const (
+	Closed   = "closed"
+	Open     = "open"
+	HalfOpen = "half_open"
+)
+
+// Limiter paces the calls to one adapter. It is safe for concurrent use.
+type Limiter struct {
+	cfg   Config
+	now   func() time.Time
+	slots chan struct{}
+
+	mu       sync.Mutex
+	tokens   float64
+	last     time.Time // when tokens was last brought up to date
+	fails    int       // temporary failures in a row
+	openTill time.Time // zero: closed
+	cooldown time.Duration
+	trial    bool // a half-open trial call is running
+}
+
+// New returns a Limiter; now is the clock (nil: time.Now).
+func New(cfg Config, now func() time.Time) *Limiter {
+	cfg.setDefaults()
+	if now == nil {
+		now = time.Now
+	}
+	return &Limiter{
+		cfg: cfg, now: now, slots: make(chan struct{}, cfg.Concurrency),
+		tokens: float64(cfg.Burst), cooldown: cfg.BreakerCooldown,
+	}
+}
+
+// Do calls fn if the breaker, the rate and a slot allow it within MaxWait,
+// and returns fn's error; otherwise it returns a *Deferred without calling
+// fn. temporary tells which of fn's errors count towards the breaker.
+func (l *Limiter) Do(ctx context.Context, fn func(context.Context) error, temporary func(error) bool) error {
+	trial, err := l.admit()
+	if err != nil {
+		return err
+	}
+	if trial {
+		defer l.endTrial()
+	}
+	wait := time.NewTimer(l.cfg.MaxWait)
+	defer wait.Stop()
+	select {
+	case l.slots <- struct{}{}:
+	case <-wait.C:
+		l.refund()
+		return &Deferred{Until: l.now().Add(l.cfg.MaxWait), Err: ErrBusy}
+	case <-ctx.Done():
+		l.refund()
+		return ctx.Err()
+	}
+	err = fn(ctx)
+	<-l.slots
+	l.record(err, temporary)
+	return err
+}
+
+// admit checks the breaker and takes a token. trial reports that this call
+// is the half-open circuit's one trial.
+func (l *Limiter) admit() (trial bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if !l.openTill.IsZero() {
+		if now.Before(l.openTill) || l.trial {
+			until := l.openTill
+			if !until.After(now) {
+				until = now.Add(time.Second) // the trial is still running
+			}
+			return false, &Deferred{Until: until, Err: ErrCircuitOpen}
+		}
+		l.trial, trial = true, true
+	}
+	if l.cfg.Rate > 0 {
+		l.fill(now)
+		if l.tokens < 1 {
+			need := (1 - l.tokens) / l.cfg.Rate
+			if trial {
+				l.trial = false
+			}
+			return false, &Deferred{Until: now.Add(time.Duration(need * float64(time.Second))), Err: ErrRateLimited}
+		}
+		l.tokens--
+	}
+	return trial, nil
+}
+
+func (l *Limiter) fill(now time.Time) {
+	if el := now.Sub(l.last).Seconds(); el > 0 {
+		l.tokens = math.Min(float64(l.cfg.Burst), l.tokens+el*l.cfg.Rate)
+	}
+	l.last = now
+}
+
+// refund returns the token of a call that was not made.
+func (l *Limiter) refund() {
+	if l.cfg.Rate <= 0 {
+		return
+	}
+	l.mu.Lock()
+	l.tokens = math.Min(float64(l.cfg.Burst), l.tokens+1)
+	l.mu.Unlock()
+}
+
+func (l *Limiter) endTrial() {
+	l.mu.Lock()
+	l.trial = false
+	l.mu.Unlock()
+}
+
+func (l *Limiter) record(err error, temporary func(error) bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil || temporary == nil || !temporary(err) {
+		// A success, or the message's own fault: the adapter works.
+		l.fails, l.openTill, l.cooldown = 0, time.Time{}, l.cfg.BreakerCooldown
+		return
+	}
+	l.fails++
+	if l.cfg.BreakerFailures < 0 {
+		return
+	}
+	switch {
+	case !l.openTill.IsZero():
+		// The half-open trial failed: open again, for longer.
+		l.cooldown = min(2*l.cooldown, l.cfg.BreakerMaxCooldown)
+		l.openTill = l.now().Add(l.cooldown)
+	case l.fails >= l.cfg.BreakerFailures:
+		l.openTill = l.now().Add(l.cooldown)
+	}
+}
+
+// State reports the breaker's state: Closed, Open or HalfOpen.
+func (l *Limiter) State() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.openTill.IsZero():
+		return Closed
+	case l.now().Before(l.openTill):
+		return Open
+	default:
+		return HalfOpen
+	}
+}
+
+// InFlight reports how many calls are running.
+func (l *Limiter) InFlight() int { return len(l.slots) }

@@ -14,6 +14,8 @@ type Record struct {
 	Email          string `json:"email,omitempty"`
 	Phone          string `json:"phone,omitempty"` // E.164 once normalised
 	TelegramChatID string `json:"telegram_chat_id,omitempty"`
+	// PushTokens are the player's devices for the custom push gateway.
+	PushTokens []PushToken `json:"push_tokens,omitempty"`
 	FirstName      string `json:"first_name,omitempty"`
 	LastName       string `json:"last_name,omitempty"`
 	Locale         string `json:"locale,omitempty"`   // BCP 47, e.g. "en-GB"
@@ -57,6 +59,15 @@ var optOutKeys = map[string]bool{
 	"core_is_email_disabled":             true,
 	"core_is_sms_disabled":               true,
 }
+
+// PushToken is one device registered for push messages.
+type PushToken struct {
+	Token      string `json:"token"`       // the push service's device token, opaque
+	DeviceType string `json:"device_type"` // e.g. "ios", "android", "web"
+}
+
+// maxPushTokens bounds the devices of one player.
+const maxPushTokens = 16
 
 // maxNameLen bounds free-text fields. Names end up in Subject headers.
 const maxNameLen = 256
@@ -103,6 +114,17 @@ func (r Record) Normalize() (Record, error) {
 	if r.TelegramChatID != "" {
 		if r.TelegramChatID, err = NormalizeTelegramChatID(r.TelegramChatID); err != nil {
 			return Record{}, &FieldError{"telegram_chat_id", "not a Telegram chat id"}
+		}
+	}
+	if len(r.PushTokens) > maxPushTokens {
+		return Record{}, &FieldError{"push_tokens", "more than " + strconv.Itoa(maxPushTokens) + " devices"}
+	}
+	for _, pt := range r.PushTokens {
+		if !validPushToken(pt.Token) {
+			return Record{}, &FieldError{"push_tokens", "a token is empty, longer than 4096 bytes or not visible ASCII"}
+		}
+		if pt.DeviceType == "" || len(pt.DeviceType) > 32 || !allASCII(pt.DeviceType, isTokenChar) {
+			return Record{}, &FieldError{"push_tokens", "a device_type is not 1-32 characters of [a-z0-9_-]"}
 		}
 	}
 	for _, f := range [...]struct{ name, v string }{
@@ -169,6 +191,22 @@ func (r Record) Field(name string) (value string, ok bool) {
 		value = r.Country
 	}
 	return value, value != ""
+}
+
+func validPushToken(s string) bool {
+	if s == "" || len(s) > 4096 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '!' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
 func checkText(s string) string {

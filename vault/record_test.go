@@ -28,6 +28,9 @@ func TestRecordValidateNamesTheFieldNeverTheValue(t *testing.T) {
 		{"consents", "alice@example.com", vault.Record{Consents: map[string]bool{"alice@example.com": true}}},
 		{"opt_outs", "unsubscribe_alice", vault.Record{OptOuts: map[string]bool{"unsubscribe_alice": true}}},
 		{"pseudonym", "ALICE", vault.Record{Pseudonym: "ALICE"}},
+		{"push_tokens", "device alice", vault.Record{PushTokens: []vault.PushToken{{Token: "device alice", DeviceType: "ios"}}}},
+		{"push_tokens", "Alice-Phone", vault.Record{PushTokens: []vault.PushToken{{Token: "tok-1", DeviceType: "Alice-Phone"}}}},
+		{"push_tokens", "no value", vault.Record{PushTokens: make([]vault.PushToken, 17)}},
 	} {
 		err := c.rec.Validate()
 		if !errors.Is(err, vault.ErrInvalid) {

@@ -20,8 +20,8 @@ func (t *txn) addEvent(ctx context.Context, ev Event) error {
 		return err
 	}
 	s, err := t.stmt(ctx, `INSERT INTO events
-		(tenant, seq, msg_id, ext_message_id, status, reason, decision_id, time, checkpoint, next_at, due)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)`)
+		(tenant, seq, msg_id, ext_message_id, status, reason, decision_id, time, checkpoint, next_at, due, callback_url)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`)
 	if err != nil {
 		return err
 	}
@@ -29,7 +29,7 @@ func (t *txn) addEvent(ctx context.Context, ev Event) error {
 	if tm == 0 {
 		tm = t.now
 	}
-	if _, err := s.ExecContext(ctx, ev.Tenant, seq, ev.MsgID, ev.ExtMessageID, ev.Status, ev.Reason, ev.DecisionID, tm, ev.Checkpoint); err != nil {
+	if _, err := s.ExecContext(ctx, ev.Tenant, seq, ev.MsgID, ev.ExtMessageID, ev.Status, ev.Reason, ev.DecisionID, tm, ev.Checkpoint, ev.CallbackURL); err != nil {
 		return fmt.Errorf("add event: %w", err)
 	}
 	return nil
@@ -81,7 +81,7 @@ func (q *Queue) ClaimEvents(ctx context.Context, limit int, lease time.Duration)
 		rows, err := tx.QueryContext(ctx, `
 UPDATE events SET due = ?, attempts = attempts + 1
 WHERE id IN (SELECT id FROM events WHERE due <= ? ORDER BY id LIMIT ?)
-RETURNING id, tenant, seq, msg_id, ext_message_id, status, reason, decision_id, time, checkpoint, attempts`,
+RETURNING id, tenant, seq, msg_id, ext_message_id, status, reason, decision_id, time, checkpoint, attempts, callback_url`,
 			now.Add(lease).UnixNano(), now.UnixNano(), limit)
 		if err != nil {
 			return err
@@ -91,7 +91,7 @@ RETURNING id, tenant, seq, msg_id, ext_message_id, status, reason, decision_id, 
 			var ev Event
 			var t int64
 			if err := rows.Scan(&ev.ID, &ev.Tenant, &ev.Seq, &ev.MsgID, &ev.ExtMessageID, &ev.Status, &ev.Reason,
-				&ev.DecisionID, &t, &ev.Checkpoint, &ev.Attempts); err != nil {
+				&ev.DecisionID, &t, &ev.Checkpoint, &ev.Attempts, &ev.CallbackURL); err != nil {
 				return err
 			}
 			ev.Time = fromUnixNano(t)

@@ -108,6 +108,11 @@ type Entry struct {
 	ExpiresAt time.Time // zero means never
 	Attempts  int       // incremented by Claim
 	Created   time.Time // set by Accept when zero
+
+	// CallbackURL, when set, is where this message's status events go
+	// instead of the tenant's callback URL (the compat API's callback_url,
+	// checked against the operator's allow-list before it was queued).
+	CallbackURL string
 }
 
 // Event is a status callback in the outbox. Seq is assigned per tenant when
@@ -124,6 +129,16 @@ type Event struct {
 	Time         time.Time // set to Now when zero
 	Checkpoint   string
 	Attempts     int // delivery attempts so far, including the current one
+	// CallbackURL is copied from the entry: "" means the tenant's URL.
+	CallbackURL string
+}
+
+// ProviderRef is a provider's id for a sent message (Twilio's MessageSid,
+// an SMSC's message_id), kept so that the provider's delivery receipt finds
+// the message after it left the queue.
+type ProviderRef struct {
+	Adapter string // e.g. "twilio", "http", "smpp"
+	ID      string
 }
 
 // Stats counts the writer's work since Open.
@@ -296,6 +311,26 @@ CREATE TABLE reservations (
 CREATE INDEX reservations_key ON reservations (key, at);
 CREATE INDEX reservations_until ON reservations (until);
 `,
+	`
+ALTER TABLE entries ADD COLUMN callback_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN callback_url TEXT NOT NULL DEFAULT '';
+
+-- The providers' ids of sent messages, for their delivery receipts. receipt
+-- is the last status a receipt reported, so a repeated receipt adds no event.
+CREATE TABLE provider_ids (
+	adapter        TEXT    NOT NULL,
+	provider_id    TEXT    NOT NULL,
+	tenant         TEXT    NOT NULL,
+	msg_id         TEXT    NOT NULL,
+	ext_message_id TEXT    NOT NULL,
+	callback_url   TEXT    NOT NULL,
+	receipt        TEXT    NOT NULL DEFAULT '',
+	created        INTEGER NOT NULL,
+	PRIMARY KEY (adapter, provider_id)
+) WITHOUT ROWID;
+CREATE INDEX provider_ids_ext ON provider_ids (ext_message_id);
+CREATE INDEX provider_ids_created ON provider_ids (created);
+`,
 }
 
 func (q *Queue) migrate(ctx context.Context) error {
@@ -343,6 +378,11 @@ DELETE FROM answers WHERE created < ? AND NOT EXISTS (
 	n, _ := res.RowsAffected()
 	if _, err := q.db.ExecContext(ctx, `DELETE FROM reservations WHERE until < ?`, unixNano(q.now())); err != nil {
 		return int(n), fmt.Errorf("queue: prune reservations: %w", err)
+	}
+	// Providers report delivery within hours; a receipt later than the
+	// answers' horizon finds nothing and is acknowledged all the same.
+	if _, err := q.db.ExecContext(ctx, `DELETE FROM provider_ids WHERE created < ?`, unixNano(q.now().Add(-q.ttl))); err != nil {
+		return int(n), fmt.Errorf("queue: prune provider ids: %w", err)
 	}
 	return int(n), nil
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-const entryColumns = `ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created`
+const entryColumns = `ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created, callback_url`
 
 // Claim leases up to limit entries that are due (NotBefore has passed and
 // they are not leased, or their lease has run out), increments their
@@ -45,17 +45,29 @@ RETURNING `+entryColumns, now.Add(lease).UnixNano(), now.UnixNano(), limit)
 }
 
 // Finish removes an entry from the queue and puts its final status event in
-// the outbox, in one transaction. The event's Tenant, MsgID and ExtMessageID
-// are set to the entry's. If the entry is gone (finished or cancelled
-// already), Finish writes nothing and returns ErrNotFound, so every entry
-// gets exactly one final event.
-func (q *Queue) Finish(ctx context.Context, extID string, ev Event) error {
+// the outbox, in one transaction, with the provider's ids for the message
+// if it was sent (for its delivery receipts; see Receipt). The event's
+// Tenant, MsgID, ExtMessageID and CallbackURL are set to the entry's. If the
+// entry is gone (finished or cancelled already), Finish writes nothing and
+// returns ErrNotFound, so every entry gets exactly one final event.
+func (q *Queue) Finish(ctx context.Context, extID string, ev Event, refs ...ProviderRef) error {
 	err := q.write(ctx, func(tx *txn) error {
 		var k entryKey
-		err := tx.QueryRowContext(ctx, `DELETE FROM entries WHERE ext_id = ? RETURNING tenant, msg_id, ext_id`, extID).
-			Scan(&k.tenant, &k.msgID, &k.extID)
+		err := tx.QueryRowContext(ctx, `DELETE FROM entries WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`, extID).
+			Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL)
 		if err != nil {
 			return err
+		}
+		for _, r := range refs {
+			if r.Adapter == "" || r.ID == "" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO provider_ids
+				(adapter, provider_id, tenant, msg_id, ext_message_id, callback_url, created) VALUES (?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (adapter, provider_id) DO NOTHING`,
+				r.Adapter, r.ID, k.tenant, k.msgID, k.extID, k.callbackURL, tx.now); err != nil {
+				return fmt.Errorf("keep provider id: %w", err)
+			}
 		}
 		return tx.addEvent(ctx, k.fill(ev))
 	})
@@ -75,8 +87,8 @@ func (q *Queue) Retry(ctx context.Context, extID string, at time.Time, ev *Event
 	err := q.write(ctx, func(tx *txn) error {
 		var k entryKey
 		n := unixNano(at)
-		err := tx.QueryRowContext(ctx, `UPDATE entries SET not_before = ?, due = ? WHERE ext_id = ? RETURNING tenant, msg_id, ext_id`,
-			n, n, extID).Scan(&k.tenant, &k.msgID, &k.extID)
+		err := tx.QueryRowContext(ctx, `UPDATE entries SET not_before = ?, due = ? WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`,
+			n, n, extID).Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL)
 		if err != nil || ev == nil {
 			return err
 		}
@@ -115,7 +127,7 @@ func (q *Queue) CancelSubject(ctx context.Context, tenant, brand, user string, e
 			return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ExtID, b.ExtID))
 		})
 		for _, e := range entries {
-			k := entryKey{tenant: e.Tenant, msgID: e.MsgID, extID: e.ExtID}
+			k := entryKey{tenant: e.Tenant, msgID: e.MsgID, extID: e.ExtID, callbackURL: e.CallbackURL}
 			if err := tx.addEvent(ctx, k.fill(ev(e))); err != nil {
 				return err
 			}
@@ -161,7 +173,7 @@ func scanEntries(rows *sql.Rows) ([]Entry, error) {
 		var e Entry
 		var nb, exp, created int64
 		if err := rows.Scan(&e.ExtID, &e.Tenant, &e.MsgID, &e.Brand, &e.User, &e.Request, &e.Envelope,
-			&nb, &exp, &e.Attempts, &created); err != nil {
+			&nb, &exp, &e.Attempts, &created, &e.CallbackURL); err != nil {
 			return nil, err
 		}
 		e.NotBefore, e.ExpiresAt, e.Created = fromUnixNano(nb), fromUnixNano(exp), fromUnixNano(created)
@@ -171,9 +183,56 @@ func scanEntries(rows *sql.Rows) ([]Entry, error) {
 }
 
 // entryKey names the entry an event is about.
-type entryKey struct{ tenant, msgID, extID string }
+type entryKey struct{ tenant, msgID, extID, callbackURL string }
 
 func (k entryKey) fill(ev Event) Event {
-	ev.Tenant, ev.MsgID, ev.ExtMessageID = k.tenant, k.msgID, k.extID
+	ev.Tenant, ev.MsgID, ev.ExtMessageID, ev.CallbackURL = k.tenant, k.msgID, k.extID, k.callbackURL
 	return ev
+}
+
+// Receipt records a provider's delivery receipt for a sent message: it puts
+// ev in the outbox, for the message found by the provider's id (ref.ID) or,
+// when the provider echoes the gateway's reference instead, by its
+// ext_message_id (extID) among the messages sent through ref.Adapter. It
+// returns the event as written (Tenant, MsgID, ExtMessageID and CallbackURL
+// filled in), or ok false when the message already had a receipt with this
+// status (providers repeat receipts). ErrNotFound if no sent message
+// matches, or it is older than the answers' horizon.
+func (q *Queue) Receipt(ctx context.Context, ref ProviderRef, extID string, ev Event) (_ Event, ok bool, err error) {
+	if ref.Adapter == "" || (ref.ID == "" && extID == "") || ev.Status == "" {
+		return Event{}, false, fmt.Errorf("%w: receipt needs an adapter, an id and a status", ErrInvalid)
+	}
+	err = q.write(ctx, func(tx *txn) error {
+		var k entryKey
+		var last string
+		row := tx.QueryRowContext(ctx, `SELECT tenant, msg_id, ext_message_id, callback_url, receipt FROM provider_ids
+			WHERE adapter = ? AND provider_id = ?`, ref.Adapter, ref.ID)
+		if ref.ID == "" {
+			row = tx.QueryRowContext(ctx, `SELECT tenant, msg_id, ext_message_id, callback_url, receipt FROM provider_ids
+				WHERE adapter = ? AND ext_message_id = ? LIMIT 1`, ref.Adapter, extID)
+		}
+		if err := row.Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL, &last); err != nil {
+			return err
+		}
+		if extID != "" && extID != k.extID {
+			// The provider's id and the echoed reference disagree:
+			// believe neither.
+			return sql.ErrNoRows
+		}
+		if last == ev.Status {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE provider_ids SET receipt = ? WHERE ext_message_id = ?`, ev.Status, k.extID); err != nil {
+			return fmt.Errorf("record receipt: %w", err)
+		}
+		ev, ok = k.fill(ev), true
+		return tx.addEvent(ctx, ev)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return Event{}, false, fmt.Errorf("queue: receipt: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Event{}, false, fmt.Errorf("queue: receipt: %w", err)
+	}
+	return ev, ok, nil
 }

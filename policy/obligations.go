@@ -69,6 +69,14 @@ func (d Decision) Hold() bool {
 	return h && !d.Allow
 }
 
+// ListUnsubscribe reports obligation "list_unsubscribe": the email must
+// carry one-click unsubscribe headers (RFC 8058). A gateway that cannot add
+// them must not send the message.
+func (d Decision) ListUnsubscribe() bool {
+	l, _ := d.Obligations[ObligationListUnsubscribe].(bool)
+	return l && d.Allow
+}
+
 func integer(v any) (int64, bool) {
 	switch n := v.(type) {
 	case json.Number:

@@ -59,6 +59,9 @@ const (
 	// ReasonVolumeGuard): true; keep the message and alert instead of
 	// rejecting it.
 	ObligationHold = "hold"
+	// ObligationListUnsubscribe (allowed marketing email): true; add
+	// one-click unsubscribe headers (RFC 8058), or do not send.
+	ObligationListUnsubscribe = "list_unsubscribe"
 )
 
 // Reasons the gateway acts on besides denying.

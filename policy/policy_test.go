@@ -620,7 +620,7 @@ func TestDecideFillsTheClock(t *testing.T) {
 		t.Errorf("DeferUntil = %v %v %v, want 09:00 the next morning", at, ok, err)
 	}
 	in.Now = night.Add(-10 * time.Hour) // the caller's own clock: 13:00
-	if d, _ := e.Decide(context.Background(), in); len(d.Obligations) != 0 {
+	if d, _ := e.Decide(context.Background(), in); d.Obligations[policy.ObligationDeferUntil] != nil {
 		t.Errorf("obligations %v with an explicit daytime clock", d.Obligations)
 	}
 }

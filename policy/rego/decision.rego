@@ -49,5 +49,7 @@ deny := message_deny | delivery_deny
 #                                     frequency-cap slots atomically
 #   hold         volume_guard.rego    denied only for volume: keep the
 #                                     message and alert, do not reject it
+#   list_unsubscribe  optout.rego     allowed with one-click unsubscribe
+#                                     headers (RFC 8058) on the email
 #
 # With no obligation, obligations is the empty object {}.

@@ -81,3 +81,15 @@ player_flag_lapsed(flag) if {
 	since := time.parse_rfc3339_ns(input.subject.opt_out_since[flag])
 	now_ns - since > days * ns_per_day
 }
+
+# Every marketing email carries a one-click way out (RFC 8058): the gateway
+# adds List-Unsubscribe and List-Unsubscribe-Post headers pointing at its
+# own unsubscribe page, which sets core_is_email_disabled in the player's
+# record. Mail providers expect it of bulk senders, and a player must never
+# need to log in to stop marketing.
+obligations["list_unsubscribe"] if {
+	input.stage == "send"
+	input.category == "marketing"
+	input.channel == "email"
+	count(deny) == 0
+}

@@ -123,3 +123,14 @@ test_platform_flag_never_lapses if {
 	gateway.deny == {"opted_out"} with input as req
 		with data.blindpost.settings as shipped_with("player_opt_out_lapses_after_days", 30)
 }
+
+test_marketing_email_must_offer_one_click_unsubscribe if {
+	gateway.decision.obligations.list_unsubscribe with input as with_opt_outs({}, "marketing")
+}
+
+test_no_unsubscribe_obligation_elsewhere if {
+	not gateway.decision.obligations.list_unsubscribe with input as with_opt_outs({}, "transactional")
+	not gateway.decision.obligations.list_unsubscribe with input as on_channel(with_opt_outs({}, "marketing"), "sms")
+	not gateway.decision.obligations.list_unsubscribe with input as object.union(with_opt_outs({}, "marketing"), {"stage": "accept"})
+	not gateway.decision.obligations.list_unsubscribe with input as with_opt_outs({"core_is_email_disabled": true}, "marketing")
+}

@@ -69,6 +69,16 @@ type ErasureData struct {
 	Brand string `json:"brand,omitempty"`
 }
 
+// OptOutData is the Data of an opt_out record: a player opted out through
+// the gateway itself (the one-click unsubscribe link of a marketing email);
+// the record names the player by pseudonym and the message that carried
+// the link by its ids.
+type OptOutData struct {
+	Brand  string `json:"brand,omitempty"`
+	Flag   string `json:"flag"`   // the opt-out flag set, e.g. core_is_email_disabled
+	Source string `json:"source"` // e.g. list_unsubscribe (RFC 8058 one-click), unsubscribe_page
+}
+
 // Hash32 is a SHA-256 value, encoded in JSON as unpadded base64url like the
 // envelope's byte fields.
 type Hash32 [32]byte

@@ -21,12 +21,13 @@ const (
 	KindDecision         = "decision"
 	KindDelivery         = "delivery"
 	KindErasure          = "erasure"
+	KindOptOut           = "opt_out"
 )
 
 var kinds = map[string]bool{
 	KindEnvelopeAccepted: true, KindEnvelopeRejected: true,
 	KindMessageAccepted: true, KindMessageRejected: true,
-	KindDecision: true, KindDelivery: true, KindErasure: true,
+	KindDecision: true, KindDelivery: true, KindErasure: true, KindOptOut: true,
 }
 
 // Limits on what a record may carry. Ids are short by nature; a record

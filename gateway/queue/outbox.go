@@ -154,3 +154,13 @@ func (q *Queue) execOne(ctx context.Context, op, query string, args ...any) erro
 	}
 	return nil
 }
+
+// AddEvent puts a status event that no queued entry finishes in the outbox:
+// a player's opt-out through the gateway's unsubscribe link, about the
+// message that carried it.
+func (q *Queue) AddEvent(ctx context.Context, ev Event) error {
+	if err := q.write(ctx, func(tx *txn) error { return tx.addEvent(ctx, ev) }); err != nil {
+		return fmt.Errorf("queue: add event: %w", err)
+	}
+	return nil
+}

@@ -101,3 +101,30 @@ func TestReceipts(t *testing.T) {
 		t.Errorf("after prune: %v", err)
 	}
 }
+
+// Postponing gives back the attempt the claim counted; retrying keeps it.
+func TestPostponeKeepsAttempts(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	q := newQueue(t, c)
+	mustAccept(t, q, accepted("t1", "m1", "u1", request("t1", "m1")))
+	for range 3 {
+		es, err := q.Claim(ctx, 1, time.Minute)
+		if err != nil || len(es) != 1 || es[0].Attempts != 1 {
+			t.Fatalf("claim: %+v %v", es, err)
+		}
+		if err := q.Postpone(ctx, es[0].ExtID, c.Now(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, _ := q.Claim(ctx, 1, time.Minute)
+	if err := q.Retry(ctx, es[0].ExtID, c.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ = q.Claim(ctx, 1, time.Minute); len(es) != 1 || es[0].Attempts != 2 {
+		t.Fatalf("after a retry: %+v", es)
+	}
+	if err := q.Postpone(ctx, "nope", c.Now(), nil); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("unknown entry: %v", err)
+	}
+}

@@ -103,6 +103,31 @@ func (q *Queue) Retry(ctx context.Context, extID string, at time.Time, ev *Event
 	return nil
 }
 
+// Postpone is Retry for a message that was claimed but not tried: the
+// adapter's rate limit or open circuit, or a policy deferral, put it off.
+// It gives back the attempt Claim counted, so waiting never uses up a
+// message's attempts.
+func (q *Queue) Postpone(ctx context.Context, extID string, at time.Time, ev *Event) error {
+	err := q.write(ctx, func(tx *txn) error {
+		var k entryKey
+		n := unixNano(at)
+		err := tx.QueryRowContext(ctx, `UPDATE entries SET not_before = ?, due = ?, attempts = max(attempts - 1, 0)
+			WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`,
+			n, n, extID).Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL)
+		if err != nil || ev == nil {
+			return err
+		}
+		return tx.addEvent(ctx, k.fill(*ev))
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("queue: postpone %s: %w", extID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: postpone %s: %w", extID, err)
+	}
+	return nil
+}
+
 // CancelSubject finishes every queued entry addressed to the subject
 // (tenant, brand, user), leased or not, with the event ev returns for it
 // (erasure reports "unknown_recipient"), in one transaction, and returns how

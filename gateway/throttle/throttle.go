@@ -139,12 +139,24 @@ func New(cfg Config, now func() time.Time) *Limiter {
 // and returns fn's error; otherwise it returns a *Deferred without calling
 // fn. temporary tells which of fn's errors count towards the breaker.
 func (l *Limiter) Do(ctx context.Context, fn func(context.Context) error, temporary func(error) bool) error {
-	trial, err := l.admit()
+	trial, delay, err := l.admit()
 	if err != nil {
 		return err
 	}
 	if trial {
 		defer l.endTrial()
+	}
+	if delay > 0 {
+		// The token is ours from then on: wait for it rather than
+		// postpone a call that is due so soon.
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			l.refund()
+			return ctx.Err()
+		}
 	}
 	wait := time.NewTimer(l.cfg.MaxWait)
 	defer wait.Stop()
@@ -163,9 +175,10 @@ func (l *Limiter) Do(ctx context.Context, fn func(context.Context) error, tempor
 	return err
 }
 
-// admit checks the breaker and takes a token. trial reports that this call
-// is the half-open circuit's one trial.
-func (l *Limiter) admit() (trial bool, err error) {
+// admit checks the breaker and takes a token, which may be one that is
+// only due after delay (at most MaxWait). trial reports that this call is
+// the half-open circuit's one trial.
+func (l *Limiter) admit() (trial bool, delay time.Duration, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -175,22 +188,24 @@ func (l *Limiter) admit() (trial bool, err error) {
 			if !until.After(now) {
 				until = now.Add(time.Second) // the trial is still running
 			}
-			return false, &Deferred{Until: until, Err: ErrCircuitOpen}
+			return false, 0, &Deferred{Until: until, Err: ErrCircuitOpen}
 		}
 		l.trial, trial = true, true
 	}
 	if l.cfg.Rate > 0 {
 		l.fill(now)
 		if l.tokens < 1 {
-			need := (1 - l.tokens) / l.cfg.Rate
-			if trial {
-				l.trial = false
+			delay = time.Duration((1 - l.tokens) / l.cfg.Rate * float64(time.Second))
+			if delay > l.cfg.MaxWait {
+				if trial {
+					l.trial = false
+				}
+				return false, 0, &Deferred{Until: now.Add(delay), Err: ErrRateLimited}
 			}
-			return false, &Deferred{Until: now.Add(time.Duration(need * float64(time.Second))), Err: ErrRateLimited}
 		}
-		l.tokens--
+		l.tokens-- // may go below zero: tokens promised to waiting calls
 	}
-	return trial, nil
+	return trial, delay, nil
 }
 
 func (l *Limiter) fill(now time.Time) {

@@ -38,7 +38,7 @@ func deferredBy(t *testing.T, err error, want error) *Deferred {
 
 func TestRateLimit(t *testing.T) {
 	c := newClock()
-	l := New(Config{Rate: 2, Burst: 2}, c.now)
+	l := New(Config{Rate: 2, Burst: 2, MaxWait: time.Millisecond}, c.now)
 	ctx := context.Background()
 	for i := range 2 {
 		if err := l.Do(ctx, ok, isTemp); err != nil {
@@ -61,6 +61,21 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	deferredBy(t, l.Do(ctx, ok, isTemp), ErrRateLimited)
+}
+
+// A token due within MaxWait is waited for, not deferred; the calls that
+// waited keep the average rate.
+func TestRateWaitsWithinMaxWait(t *testing.T) {
+	l := New(Config{Rate: 100, Burst: 1, MaxWait: time.Second}, nil)
+	start := time.Now()
+	for i := range 6 {
+		if err := l.Do(context.Background(), ok, isTemp); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if el := time.Since(start); el < 45*time.Millisecond {
+		t.Errorf("6 calls at 100/s with a burst of 1 took %v, want at least 50ms", el)
+	}
 }
 
 func TestBreaker(t *testing.T) {

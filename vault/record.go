@@ -16,11 +16,11 @@ type Record struct {
 	TelegramChatID string `json:"telegram_chat_id,omitempty"`
 	// PushTokens are the player's devices for the custom push gateway.
 	PushTokens []PushToken `json:"push_tokens,omitempty"`
-	FirstName      string `json:"first_name,omitempty"`
-	LastName       string `json:"last_name,omitempty"`
-	Locale         string `json:"locale,omitempty"`   // BCP 47, e.g. "en-GB"
-	Country        string `json:"country,omitempty"`  // ISO 3166-1 alpha-2
-	Timezone       string `json:"timezone,omitempty"` // IANA, e.g. "Europe/Malta"
+	FirstName  string      `json:"first_name,omitempty"`
+	LastName   string      `json:"last_name,omitempty"`
+	Locale     string      `json:"locale,omitempty"`   // BCP 47, e.g. "en-GB"
+	Country    string      `json:"country,omitempty"`  // ISO 3166-1 alpha-2
+	Timezone   string      `json:"timezone,omitempty"` // IANA, e.g. "Europe/Malta"
 
 	// Consents holds the player's marketing consents: "marketing_email",
 	// "marketing_sms", "marketing_im", "marketing_push".

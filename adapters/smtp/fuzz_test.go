@@ -36,7 +36,7 @@ func FuzzBuildMIME(f *testing.F) {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		want := []string{"Content-Type", "Date", "From", "Message-Id", "Mime-Version", "Reply-To", "Subject", "To", "X-Campaign"}
+		want := []string{"Content-Type", "Date", "From", "List-Unsubscribe", "Message-Id", "Mime-Version", "Reply-To", "Subject", "To", "X-Campaign"}
 		if !slices.Equal(keys, want) {
 			t.Fatalf("header fields %q, want %q", keys, want)
 		}

@@ -25,7 +25,9 @@ func testMessage() smtp.Message {
 		Text:      "Hello Ada,\nHere is your week.\n",
 		MessageID: "<01HZX3K9QW.42@gw.brand.example>",
 		Date:      time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC),
-		Headers:   [][2]string{{"List-Unsubscribe", "<https://brand.example/u/abc>"}},
+		Headers:   [][2]string{{"X-Campaign", "weekly-2026-11"}},
+
+		ListUnsubscribe: "https://brand.example/u/abc",
 	}
 }
 
@@ -107,6 +109,7 @@ func TestBuildMIMEReadsBackAsWritten(t *testing.T) {
 		"Message-Id":       "<01HZX3K9QW.42@gw.brand.example>",
 		"Mime-Version":     "1.0",
 		"List-Unsubscribe": "<https://brand.example/u/abc>",
+		"X-Campaign":       "weekly-2026-11",
 	} {
 		if got := p.header.Get(name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
@@ -272,6 +275,102 @@ func TestBuildMIMERejectsInvalidMessages(t *testing.T) {
 			for _, v := range []string{"eve@example.com", "ada@ex", "lovelace"} {
 				if strings.Contains(err.Error(), v) {
 					t.Errorf("error repeats a value: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestListUnsubscribeHeaders(t *testing.T) {
+	const url = "https://brand.example/u/abc?t=1&sig=Zm9v%2Bbar"
+	for _, tc := range []struct {
+		name           string
+		https, mailt   string
+		post           bool
+		want, wantPost string
+	}{
+		{"none", "", "", false, "", ""},
+		{"https", url, "", false, "<" + url + ">", ""},
+		{"https one-click", url, "", true, "<" + url + ">", "List-Unsubscribe=One-Click"},
+		{"https and mailto", url, "mailto:unsub@brand.example?subject=unsubscribe", true,
+			"<" + url + ">, <mailto:unsub@brand.example?subject=unsubscribe>", "List-Unsubscribe=One-Click"},
+		{"mailto only", "", "mailto:unsub@brand.example", false, "<mailto:unsub@brand.example>", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testMessage()
+			m.ListUnsubscribe, m.ListUnsubscribeMailto, m.ListUnsubscribePost = tc.https, tc.mailt, tc.post
+			p := mustParse(t, mustBuild(t, m))
+			if got := p.header.Get("List-Unsubscribe"); got != tc.want {
+				t.Errorf("List-Unsubscribe = %q, want %q", got, tc.want)
+			}
+			if got := p.header.Get("List-Unsubscribe-Post"); got != tc.wantPost {
+				t.Errorf("List-Unsubscribe-Post = %q, want %q", got, tc.wantPost)
+			}
+			if n := len(p.header["List-Unsubscribe"]); tc.want != "" && n != 1 {
+				t.Errorf("%d List-Unsubscribe fields", n)
+			}
+		})
+	}
+}
+
+// TestListUnsubscribeLongURLFits: a URL of the 2048 bytes allowed still
+// fits lines of at most 998 bytes, folded inside the angle brackets where
+// RFC 2369 §2 has readers ignore white space.
+func TestListUnsubscribeLongURLFits(t *testing.T) {
+	url := "https://brand.example/u/" + strings.Repeat("a", 2048-len("https://brand.example/u/"))
+	m := testMessage()
+	m.ListUnsubscribe, m.ListUnsubscribePost = url, true
+	raw := mustBuild(t, m)
+	assertCRLF(t, raw)
+	got := strings.Join(strings.Fields(unfolded(raw, "List-Unsubscribe")), "")
+	if got != "<"+url+">" {
+		t.Errorf("List-Unsubscribe reads back as %d bytes, want the URL in brackets", len(got))
+	}
+}
+
+func TestListUnsubscribeRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*smtp.Message)
+		kind error
+	}{
+		{"http", func(m *smtp.Message) { m.ListUnsubscribe = "http://brand.example/u/abc" }, smtp.ErrInvalidMessage},
+		{"javascript", func(m *smtp.Message) { m.ListUnsubscribe = "javascript:alert(1)" }, smtp.ErrInvalidMessage},
+		{"no host", func(m *smtp.Message) { m.ListUnsubscribe = "https:///u/abc" }, smtp.ErrInvalidMessage},
+		{"relative", func(m *smtp.Message) { m.ListUnsubscribe = "/u/abc" }, smtp.ErrInvalidMessage},
+		{"credentials", func(m *smtp.Message) { m.ListUnsubscribe = "https://user:pw@brand.example/u/abc" }, smtp.ErrInvalidMessage},
+		{"CRLF", func(m *smtp.Message) { m.ListUnsubscribe = "https://brand.example/u\r\nBcc: eve@example.com" }, smtp.ErrHeaderInjection},
+		{"NUL", func(m *smtp.Message) { m.ListUnsubscribe = "https://brand.example/u\x00" }, smtp.ErrHeaderInjection},
+		{"encoded CRLF", func(m *smtp.Message) { m.ListUnsubscribe = "https://brand.example/u?=?utf-8?q?a=0D=0Ab?=" }, smtp.ErrHeaderInjection},
+		{"space", func(m *smtp.Message) { m.ListUnsubscribe = "https://brand.example/u abc" }, smtp.ErrInvalidMessage},
+		{"angle bracket", func(m *smtp.Message) { m.ListUnsubscribe = "https://brand.example/u>, <https://eve.example/" }, smtp.ErrInvalidMessage},
+		{"comma", func(m *smtp.Message) { m.ListUnsubscribe = "https://brand.example/u,abc" }, smtp.ErrInvalidMessage},
+		{"non-ASCII", func(m *smtp.Message) { m.ListUnsubscribe = "https://brand.example/ü" }, smtp.ErrInvalidMessage},
+		{"too long", func(m *smtp.Message) {
+			m.ListUnsubscribe = "https://brand.example/u/" + strings.Repeat("a", 2049-len("https://brand.example/u/"))
+		}, smtp.ErrInvalidMessage},
+		{"one-click without URL", func(m *smtp.Message) { m.ListUnsubscribe, m.ListUnsubscribePost = "", true }, smtp.ErrInvalidMessage},
+		{"one-click with mailto only", func(m *smtp.Message) {
+			m.ListUnsubscribe, m.ListUnsubscribeMailto, m.ListUnsubscribePost = "", "mailto:unsub@brand.example", true
+		}, smtp.ErrInvalidMessage},
+		{"mailto not mailto", func(m *smtp.Message) { m.ListUnsubscribeMailto = "https://brand.example/u" }, smtp.ErrInvalidMessage},
+		{"mailto without address", func(m *smtp.Message) { m.ListUnsubscribeMailto = "mailto:unsubscribe" }, smtp.ErrInvalidMessage},
+		{"List-Unsubscribe as extra header", func(m *smtp.Message) { m.Headers = [][2]string{{"List-Unsubscribe", "<https://eve.example/>"}} }, smtp.ErrInvalidMessage},
+		{"List-Unsubscribe-Post as extra header", func(m *smtp.Message) {
+			m.Headers = [][2]string{{"list-unsubscribe-post", "List-Unsubscribe=One-Click"}}
+		}, smtp.ErrInvalidMessage},
+		{"DKIM-Signature as extra header", func(m *smtp.Message) { m.Headers = [][2]string{{"DKIM-Signature", "v=1; d=example.com"}} }, smtp.ErrInvalidMessage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := testMessage()
+			tc.edit(&m)
+			_, err := smtp.BuildMIME(m)
+			if !errors.Is(err, tc.kind) {
+				t.Fatalf("err = %v, want %v", err, tc.kind)
+			}
+			for _, v := range []string{"brand.example/u", "eve", "alert"} {
+				if strings.Contains(err.Error(), v) {
+					t.Errorf("error repeats the value: %v", err)
 				}
 			}
 		})

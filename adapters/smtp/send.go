@@ -12,9 +12,16 @@ import (
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/blindpost/blindpost/adapters"
 )
 
-const defaultTimeout = 30 * time.Second
+const (
+	defaultTimeout = 30 * time.Second
+	// quitTimeout bounds the wait for QUIT's reply: the message is
+	// already accepted, and a relay slow to say goodbye is not worth it.
+	quitTimeout = 5 * time.Second
+)
 
 // Result describes an accepted message.
 type Result struct {
@@ -25,14 +32,18 @@ type Result struct {
 	TLS   bool // the message went over TLS
 }
 
-// Sender sends messages through one relay.
+// Sender sends messages through one relay. It is safe for concurrent use.
 //
-// Each Send opens its own connection, so a Sender is safe for concurrent use
-// and a broken connection never affects another message. Connection reuse
-// (RSET between messages, a bounded pool per relay) comes in a later change;
-// it belongs here, behind Send, so callers will not change.
+// It keeps up to Config.Pool.MaxIdle connections open between messages and
+// never has more than Config.Pool.MaxConns open at once. A connection that
+// saw a transport error, a 421 or a cancelled context is closed, never
+// reused; one whose transaction failed with another reply gets RSET before
+// its next message. A completed transaction needs no RSET (RFC 5321
+// §4.1.1.4 clears the state), so healthy connections carry messages back to
+// back. Call Close when done.
 type Sender struct {
-	cfg Config
+	cfg  Config
+	pool *pool
 }
 
 // NewSender returns a Sender for cfg. Call cfg.Validate at start-up to catch
@@ -50,15 +61,42 @@ func NewSender(cfg Config) *Sender {
 	if cfg.TLS == "" {
 		cfg.TLS = TLSOpportunistic
 	}
-	return &Sender{cfg: cfg}
+	s := &Sender{cfg: cfg}
+	s.pool = &pool{cfg: cfg.Pool.withDefaults(), dial: s.dial, noop: s.noop, quit: s.quit}
+	return s
 }
+
+// Close QUITs the idle connections and stops keeping any. Sends running
+// meanwhile or afterwards still work, each on a connection of its own.
+func (s *Sender) Close() error {
+	s.pool.close()
+	return nil
+}
+
+// Stats reports the Sender's connections.
+func (s *Sender) Stats() PoolStats { return s.pool.snapshot() }
 
 // Send delivers m to its one recipient. A nil error means the relay accepted
 // the message. Otherwise the error wraps ErrTemporary (worth a retry: 4xx,
-// network, TLS, time-out, cancelled ctx) or ErrPermanent (5xx, a message
-// that cannot be built); a reply from the server is a *ReplyError.
-// Nothing is sent unless the whole message builds.
+// network, TLS, time-out, cancelled ctx, a DKIM signer that failed, a
+// Config or DKIM setting the operator must fix) or ErrPermanent (5xx, a
+// message that cannot be built); a reply from the server is a *ReplyError.
+// The chain also holds an *adapters.Error whose Code is "smtp_<reply code>"
+// or a word such as "smtp_network", "smtp_tls", "smtp_invalid_message".
+// Nothing is sent unless the whole message builds and signs.
+//
+// A connection found dead at its first command after idling in the pool is
+// replaced and the message sent over another: the relay cannot have
+// received any of it.
 func (s *Sender) Send(ctx context.Context, m Message) (Result, error) {
+	res, err := s.send(ctx, m)
+	if err != nil {
+		return Result{}, adapterError(err)
+	}
+	return res, nil
+}
+
+func (s *Sender) send(ctx context.Context, m Message) (Result, error) {
 	if err := s.cfg.Validate(); err != nil {
 		return Result{}, fmt.Errorf("%w (%w)", err, ErrTemporary)
 	}
@@ -66,62 +104,155 @@ func (s *Sender) Send(ctx context.Context, m Message) (Result, error) {
 		m.Date = s.cfg.Now()
 	}
 	data, env, err := build(m)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrTemporary):
+		return Result{}, err
+	case errors.Is(err, ErrConfig):
+		return Result{}, fmt.Errorf("%w (%w)", err, ErrTemporary)
+	default:
 		return Result{}, fmt.Errorf("%w (%w)", err, ErrPermanent)
 	}
-
-	d := net.Dialer{Timeout: s.cfg.Timeout}
-	conn, err := d.DialContext(ctx, "tcp", s.cfg.Addr)
-	if err != nil {
-		return Result{}, s.transportError(ctx, "dial", err, env.to)
-	}
-	defer conn.Close()
-	// go-smtp sets its own deadlines per command; cancelling ctx closes the
-	// connection, which ends whatever command is in flight.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-
-	sc := net.Conn(conn)
-	tlsOn := false
-	if s.cfg.TLS != TLSNone {
-		if sc, tlsOn, err = s.startTLS(ctx, conn); err != nil {
+	// Stale connections are retried, as many as could be idle and then a
+	// new one; a relay that closes every connection after each message
+	// cannot keep a Send going round.
+	for attempt := 0; ; attempt++ {
+		c, err := s.pool.get(ctx)
+		if err != nil {
+			return Result{}, s.classify(ctx, err, env.to)
+		}
+		res, stale, err := s.deliver(ctx, c, env, data)
+		s.pool.put(c)
+		if err == nil {
+			res.MessageID = m.MessageID
+			return res, nil
+		}
+		if !stale || ctx.Err() != nil || attempt > s.pool.cfg.MaxIdle {
 			return Result{}, s.classify(ctx, err, env.to)
 		}
 	}
-	c := gosmtp.NewClient(sc)
-	c.CommandTimeout = s.cfg.Timeout
-	c.SubmissionTimeout = s.cfg.Timeout
-	defer c.Close()
+}
 
-	if err := c.Hello(s.cfg.HeloName); err != nil {
-		return Result{}, s.classify(ctx, withCommand("EHLO", err), env.to)
+// deliver sends one message over c. stale reports that c died while idle:
+// it was reused and its first command found it closed (or got 421), so the
+// relay has nothing of this message.
+func (s *Sender) deliver(ctx context.Context, c *conn, env envelope, data []byte) (res Result, stale bool, err error) {
+	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
+	defer func() {
+		if !stop() {
+			c.broken = true
+		}
+	}()
+	reused := c.used > 0
+	first := true
+	fail := func(command string, err error) (Result, bool, error) {
+		err = withCommand(command, err)
+		if code, ok := replyCode(err); !ok || code == 421 {
+			c.broken = true
+		}
+		return Result{}, reused && first && c.broken, err
 	}
-	if s.cfg.Username != "" {
-		if err := s.auth(c, tlsOn, conn.RemoteAddr()); err != nil {
-			return Result{}, s.classify(ctx, err, env.to)
+	if c.dirty {
+		if err := c.client.Reset(); err != nil {
+			c.broken = true
+			return Result{}, reused, withCommand("RSET", err)
+		}
+		first = false
+		c.dirty = false
+		// go-smtp forgets the EHLO on RSET and would repeat it with MAIL.
+		if err := c.client.Hello(s.cfg.HeloName); err != nil {
+			return fail("EHLO", err)
 		}
 	}
-	if err := c.Mail(env.from, nil); err != nil {
-		return Result{}, s.classify(ctx, withCommand("MAIL", err), env.to)
+	s.pool.begin(c)
+	c.dirty = true
+	if err := c.client.Mail(env.from, nil); err != nil {
+		return fail("MAIL", err)
 	}
-	if err := c.Rcpt(env.to, nil); err != nil {
-		return Result{}, s.classify(ctx, withCommand("RCPT", err), env.to)
+	first = false
+	if err := c.client.Rcpt(env.to, nil); err != nil {
+		return fail("RCPT", err)
 	}
-	w, err := c.Data()
+	w, err := c.client.Data()
 	if err != nil {
-		return Result{}, s.classify(ctx, withCommand("DATA", err), env.to)
+		return fail("DATA", err)
 	}
 	// go-smtp bounds waiting for replies, not writing the body.
-	sc.SetWriteDeadline(time.Now().Add(s.cfg.Timeout))
+	c.wire.SetWriteDeadline(time.Now().Add(s.cfg.Timeout))
 	if _, err := w.Write(data); err != nil {
-		return Result{}, s.classify(ctx, withCommand("DATA", err), env.to)
+		return fail("DATA", err)
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
-		return Result{}, s.classify(ctx, withCommand("DATA", err), env.to)
+		if _, ok := replyCode(err); ok {
+			c.dirty = false // the reply to the final dot ends the transaction
+		}
+		return fail("DATA", err)
 	}
-	_ = c.Quit() // the message is accepted; a failed QUIT changes nothing
-	return Result{MessageID: m.MessageID, Reply: redact(resp.StatusText, env.to), TLS: tlsOn}, nil
+	c.dirty = false
+	return Result{Reply: redact(resp.StatusText, env.to), TLS: c.tls}, false, nil
+}
+
+// dial opens a session: TCP, STARTTLS as configured, EHLO, AUTH.
+func (s *Sender) dial(ctx context.Context) (*conn, error) {
+	d := net.Dialer{Timeout: s.cfg.Timeout}
+	raw, err := d.DialContext(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return nil, withCommand("dial", err)
+	}
+	// go-smtp sets its own deadlines per command; cancelling ctx closes the
+	// connection, which ends whatever command is in flight.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
+	c, err := s.open(ctx, raw)
+	if !stop() && err == nil {
+		err = withCommand("EHLO", ctx.Err())
+	}
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *Sender) open(ctx context.Context, raw net.Conn) (*conn, error) {
+	wire, tlsOn := raw, false
+	if s.cfg.TLS != TLSNone {
+		var err error
+		if wire, tlsOn, err = s.startTLS(ctx, raw); err != nil {
+			return nil, err
+		}
+	}
+	client := gosmtp.NewClient(wire)
+	client.CommandTimeout = s.cfg.Timeout
+	client.SubmissionTimeout = s.cfg.Timeout
+	if err := client.Hello(s.cfg.HeloName); err != nil {
+		return nil, withCommand("EHLO", err)
+	}
+	if s.cfg.Username != "" {
+		if err := s.auth(client, tlsOn, raw.RemoteAddr()); err != nil {
+			return nil, err
+		}
+	}
+	return &conn{client: client, raw: raw, wire: wire, tls: tlsOn}, nil
+}
+
+// noop checks an idle connection before it carries a message.
+func (s *Sender) noop(ctx context.Context, c *conn) error {
+	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
+	err := c.client.Noop()
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// quit ends a healthy session politely; the relay may then free its
+// resources at once instead of waiting for a time-out.
+func (s *Sender) quit(c *conn) {
+	c.client.CommandTimeout = min(s.cfg.Timeout, quitTimeout)
+	if err := c.client.Quit(); err != nil {
+		c.client.Close()
+	}
 }
 
 // auth runs AUTH PLAIN, refusing to send the password in plain text to a
@@ -187,7 +318,7 @@ func (s *Sender) startTLS(ctx context.Context, conn net.Conn) (net.Conn, bool, e
 	}
 	tc := tls.Client(conn, s.tlsConfig())
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return nil, false, fmt.Errorf("smtp: STARTTLS: handshake: %w (%w)", err, ErrTemporary)
+		return nil, false, &handshakeError{err}
 	}
 	return &greetedConn{Conn: tc, greeting: greeting}, true, nil
 }
@@ -202,8 +333,21 @@ func (s *Sender) tlsConfig() *tls.Config {
 	if cfg.ServerName == "" {
 		cfg.ServerName, _, _ = net.SplitHostPort(s.cfg.Addr)
 	}
+	if s.cfg.RootCAs != nil {
+		cfg.RootCAs = s.cfg.RootCAs
+	}
 	return cfg
 }
+
+// handshakeError is a failed TLS handshake: an untrusted certificate, a
+// name mismatch, no common protocol version. It never falls back to plain
+// text.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string {
+	return "smtp: STARTTLS: handshake: " + e.err.Error() + " (" + ErrTemporary.Error() + ")"
+}
+func (e *handshakeError) Unwrap() []error { return []error{ErrTemporary, e.err} }
 
 func cmd(tp *textproto.Conn, expect int, format string, args ...any) (int, string, error) {
 	id, err := tp.Cmd(format, args...)
@@ -292,6 +436,60 @@ func (e *transportError) Error() string {
 	return "smtp: " + e.command + ": " + e.msg + " (" + ErrTemporary.Error() + ")"
 }
 func (e *transportError) Unwrap() []error { return []error{ErrTemporary, e.err} }
+
+// replyCode returns the reply code in err, if err is a reply.
+func replyCode(err error) (int, bool) {
+	var se *gosmtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code, true
+	}
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		return te.Code, true
+	}
+	return 0, false
+}
+
+// adapterError puts err in the *adapters.Error every delivery adapter
+// returns, so that the gateway reads any adapter's failures the same way.
+func adapterError(err error) error {
+	return &adapters.Error{Code: reasonCode(err), Temporary: !errors.Is(err, ErrPermanent), Err: err}
+}
+
+// reasonCode is a PII-free, stable reason for the status callback.
+func reasonCode(err error) string {
+	var (
+		re *ReplyError
+		he *handshakeError
+		ne net.Error
+	)
+	switch {
+	case errors.As(err, &re):
+		return fmt.Sprintf("smtp_%d", re.Code)
+	case errors.Is(err, ErrHeaderInjection):
+		return "smtp_header_injection"
+	case errors.Is(err, ErrDKIMAlignment):
+		return "smtp_dkim_alignment"
+	case errors.Is(err, ErrInvalidMessage):
+		return "smtp_invalid_message"
+	case errors.Is(err, ErrConfig):
+		return "smtp_config"
+	case errors.Is(err, errDKIMSign):
+		return "smtp_dkim_sign"
+	case errors.Is(err, ErrTLSUnavailable):
+		return "smtp_starttls_unavailable"
+	case errors.As(err, &he):
+		return "smtp_tls"
+	case errors.Is(err, ErrInsecureAuth):
+		return "smtp_insecure_auth"
+	case errors.Is(err, context.Canceled):
+		return "smtp_cancelled"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "smtp_timeout"
+	default:
+		return "smtp_network"
+	}
+}
 
 // redact replaces every occurrence of addr in s, ignoring ASCII case (addr
 // is an ASCII mailbox; see isMailbox).

@@ -1,6 +1,8 @@
 // Package capture is a small SMTP server that writes every message it accepts
 // to a directory, one .eml file per message. It is the receiving MTA of
-// `blindpost dev` and of the tests.
+// `blindpost dev` and of the tests. For tests of a client's connection reuse
+// it counts connections, commands and concurrent transactions, and it can
+// misbehave on request (ErrDrop, DropConnections).
 //
 // It stands where the operator's real mail relay would, on the operator's
 // side of the trust boundary, and what it stores is what that relay would
@@ -24,6 +26,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +48,10 @@ type Options struct {
 	OnMessage func(path string)
 	// CheckRecipient, when set, may refuse a recipient: a returned
 	// *smtp.SMTPError (github.com/emersion/go-smtp) is the reply as is,
-	// any other error replies 550 5.1.1. Tests use it to make the server
-	// fail temporarily or permanently.
+	// ErrDrop closes the connection without a reply, any other error
+	// replies 550 5.1.1. Tests use it to make the server fail temporarily
+	// or permanently, or vanish mid-session. It may block, to hold a
+	// connection busy.
 	CheckRecipient func(addr string) error
 	// Logger defaults to discarding.
 	Logger *slog.Logger
@@ -54,6 +59,10 @@ type Options struct {
 
 // MaxMessageBytes is the largest message a Server accepts.
 const MaxMessageBytes = 32 << 20
+
+// ErrDrop, returned by Options.CheckRecipient, makes the server close the
+// connection at once, as a relay that crashes or loses its network would.
+var ErrDrop = errors.New("capture: drop the connection")
 
 // Server is a running capture server.
 type Server struct {
@@ -67,6 +76,14 @@ type Server struct {
 
 	mu   sync.Mutex     // serialises choosing a file name and renaming into it
 	next map[string]int // id -> the copy number to try next, under mu
+
+	// What clients did, for tests of connection reuse; under statsMu.
+	statsMu  sync.Mutex
+	conns    map[*trackedConn]struct{} // open connections
+	accepted int                       // connections accepted, ever
+	commands map[string]int            // plain-text command verb -> count
+	txns     int                       // mail transactions open now
+	peakTxns int                       // the most open at once
 }
 
 // Listen starts a server on addr ("127.0.0.1:0" picks a free port) that
@@ -79,7 +96,9 @@ func Listen(addr, dir string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture: %w", err)
 	}
-	s := &Server{dir: dir, opts: opts, log: opts.Logger, ln: ln, done: make(chan struct{}), next: make(map[string]int)}
+	s := &Server{dir: dir, opts: opts, log: opts.Logger, done: make(chan struct{}), next: make(map[string]int),
+		conns: make(map[*trackedConn]struct{}), commands: make(map[string]int)}
+	s.ln = &trackingListener{Listener: ln, srv: s}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +116,7 @@ func Listen(addr, dir string, opts Options) (*Server, error) {
 	s.srv = srv
 	go func() {
 		defer close(s.done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
+		if err := srv.Serve(s.ln); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
 			s.log.Error("capture: serve", "err", err)
 		}
 	}()
@@ -112,6 +131,59 @@ func (s *Server) Count() int { return int(s.count.Load()) }
 
 // Dir returns the directory messages are stored in.
 func (s *Server) Dir() string { return s.dir }
+
+// Connections returns how many connections the server has accepted.
+func (s *Server) Connections() int {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return s.accepted
+}
+
+// Commands returns how many times clients have sent the command verb
+// ("NOOP", "RSET", "QUIT", …), counted as the server reads it, so before
+// the client sees the reply. Only plain text can be read: a session's
+// commands after STARTTLS are not counted.
+func (s *Server) Commands(verb string) int {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return s.commands[strings.ToUpper(verb)]
+}
+
+// PeakTransactions returns the largest number of mail transactions (MAIL
+// to the end of DATA, or to RSET) that were open at the same time. A
+// client cannot have more open than it has connections in use, and unlike
+// a count of open connections this does not lag behind a client that has
+// just closed one.
+func (s *Server) PeakTransactions() int {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return s.peakTxns
+}
+
+// DropConnections closes every open connection without a word, as a relay
+// that restarts or times out idle sessions would.
+func (s *Server) DropConnections() {
+	s.statsMu.Lock()
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.statsMu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func (s *Server) transaction(open bool) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	if open {
+		s.txns++
+		s.peakTxns = max(s.peakTxns, s.txns)
+	} else {
+		s.txns--
+	}
+}
 
 // Close stops the server and closes open sessions.
 func (s *Server) Close() error {
@@ -185,13 +257,23 @@ func (s *Server) store(msg []byte) (string, error) {
 }
 
 func (s *Server) newSession(c *gosmtp.Conn) (gosmtp.Session, error) {
-	return &session{srv: s}, nil
+	return &session{srv: s, conn: c}, nil
 }
 
 // session is one SMTP session.
 type session struct {
 	srv    *Server
+	conn   *gosmtp.Conn
 	authed bool
+	// inTxn is set between MAIL and the end of DATA or RSET. It is atomic
+	// because go-smtp may call Logout from Server.Close's goroutine.
+	inTxn atomic.Bool
+}
+
+func (s *session) endTransaction() {
+	if s.inTxn.CompareAndSwap(true, false) {
+		s.srv.transaction(false)
+	}
 }
 
 var errAuthRequired = &gosmtp.SMTPError{Code: 530, EnhancedCode: gosmtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
@@ -226,6 +308,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if s.srv.opts.Username != "" && !s.authed {
 		return errAuthRequired
 	}
+	if s.inTxn.CompareAndSwap(false, true) {
+		s.srv.transaction(true)
+	}
 	return nil
 }
 
@@ -234,6 +319,10 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 		return nil
 	}
 	err := s.srv.opts.CheckRecipient(to)
+	if errors.Is(err, ErrDrop) {
+		s.conn.Conn().Close()
+		return &gosmtp.SMTPError{Code: 421, EnhancedCode: gosmtp.EnhancedCode{4, 4, 2}, Message: "Connection dropped"}
+	}
 	var se *gosmtp.SMTPError
 	if err == nil || errors.As(err, &se) {
 		return err
@@ -242,6 +331,8 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
+	// Ended before the reply goes out, so while the client still waits.
+	defer s.endTransaction()
 	msg, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -259,8 +350,115 @@ func (s *session) Data(r io.Reader) error {
 	return nil
 }
 
-func (s *session) Reset()        {}
-func (s *session) Logout() error { return nil }
+func (s *session) Reset() { s.endTransaction() }
+
+func (s *session) Logout() error {
+	s.endTransaction()
+	return nil
+}
+
+// trackingListener counts and tracks the connections it accepts.
+type trackingListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, srv: l.srv}
+	l.srv.statsMu.Lock()
+	l.srv.accepted++
+	l.srv.conns[tc] = struct{}{}
+	l.srv.statsMu.Unlock()
+	return tc, nil
+}
+
+// maxScanLine bounds what trackedConn keeps of a line; commands are short.
+const maxScanLine = 1024
+
+// trackedConn counts the command verbs of a plain-text session. It reads
+// the client's lines, skipping a message's content (from the server's 354
+// to the lone "."), and stops once STARTTLS has been accepted.
+type trackedConn struct {
+	net.Conn
+	srv       *Server
+	closeOnce sync.Once
+
+	mu        sync.Mutex // go-smtp reads and writes from one goroutine; this is cheap insurance
+	line      []byte
+	inData    bool
+	startTLS  bool // STARTTLS sent, reply not yet seen
+	encrypted bool
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.scan(p[:n])
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	switch {
+	case c.encrypted:
+	case c.startTLS:
+		c.startTLS = false
+		c.encrypted = bytes.HasPrefix(p, []byte("220"))
+	case bytes.HasPrefix(p, []byte("354")):
+		c.inData = true
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *trackedConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.srv.statsMu.Lock()
+		delete(c.srv.conns, c)
+		c.srv.statsMu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (c *trackedConn) scan(p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(p) > 0 && !c.encrypted {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			c.keep(p)
+			return
+		}
+		c.keep(p[:i])
+		p = p[i+1:]
+		line := bytes.TrimSuffix(c.line, []byte("\r"))
+		c.line = c.line[:0]
+		if c.inData {
+			c.inData = string(line) != "."
+			continue
+		}
+		verb, _, _ := strings.Cut(string(line), " ")
+		if verb = strings.ToUpper(verb); verb == "" {
+			continue
+		}
+		if verb == "STARTTLS" {
+			c.startTLS = true
+		}
+		c.srv.statsMu.Lock()
+		c.srv.commands[verb]++
+		c.srv.statsMu.Unlock()
+	}
+}
+
+// keep adds p to the current line, up to maxScanLine bytes.
+func (c *trackedConn) keep(p []byte) {
+	c.line = append(c.line, p[:min(len(p), maxScanLine-len(c.line))]...)
+}
 
 // errorLog adapts slog to go-smtp's logger. go-smtp logs only internal
 // errors (accept failures, panics), never message content.

@@ -271,7 +271,7 @@ func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.
 		res := Result{ID: m.ID, Status: StatusRejected, Code: code, Message: msg}
 		return res, reject(b, i, m.ID, res), dec
 	}
-	if m.Channel != "email" {
+	if g.channels.get(m.Channel) == nil {
 		return rej("channel_unavailable", "no adapter is configured for this channel")
 	}
 	if m.ExpiresAt != nil && !m.ExpiresAt.After(now) {

@@ -19,19 +19,23 @@ import (
 // key is an error, because a misspelt security setting silently ignored is
 // worse than a gateway that refuses to start.
 type Config struct {
-	Listen        string       `yaml:"listen"`
-	TLS           TLSConfig    `yaml:"tls"`
-	AdminListen   string       `yaml:"admin_listen"`
-	MetricsListen string       `yaml:"metrics_listen"`
-	DataDir       string       `yaml:"data_dir"`
-	Keys          KeysConfig   `yaml:"keys"`
-	Vault         VaultConfig  `yaml:"vault"`
-	Policy        PolicyConfig `yaml:"policy"`
-	SMTP          SMTPConfig   `yaml:"smtp"`
-	Send          SendConfig   `yaml:"send"`
-	Callbacks     CallbackConf `yaml:"callbacks"`
-	Audit         AuditConfig  `yaml:"audit"`
-	Tenants       []Tenant     `yaml:"tenants"`
+	Listen        string         `yaml:"listen"`
+	TLS           TLSConfig      `yaml:"tls"`
+	AdminListen   string         `yaml:"admin_listen"`
+	MetricsListen string         `yaml:"metrics_listen"`
+	DataDir       string         `yaml:"data_dir"`
+	Keys          KeysConfig     `yaml:"keys"`
+	Vault         VaultConfig    `yaml:"vault"`
+	Policy        PolicyConfig   `yaml:"policy"`
+	SMTP          SMTPConfig     `yaml:"smtp"`
+	SMS           SMSConfig      `yaml:"sms"`
+	Telegram      TelegramConfig `yaml:"telegram"`
+	Push          PushConfig     `yaml:"push"`
+	Public        PublicConfig   `yaml:"public"`
+	Send          SendConfig     `yaml:"send"`
+	Callbacks     CallbackConf   `yaml:"callbacks"`
+	Audit         AuditConfig    `yaml:"audit"`
+	Tenants       []Tenant       `yaml:"tenants"`
 }
 
 // TLSConfig configures the message listener. An empty CertFile serves plain
@@ -84,13 +88,16 @@ type PolicyConfig struct {
 }
 
 type SMTPConfig struct {
-	Addr        string   `yaml:"addr"`
-	Helo        string   `yaml:"helo"`
-	TLS         string   `yaml:"tls"`
-	CAFile      string   `yaml:"ca_file"`
-	Username    string   `yaml:"username"`
-	PasswordEnv string   `yaml:"password_env"`
-	Timeout     Duration `yaml:"timeout"`
+	Addr        string         `yaml:"addr"`
+	Helo        string         `yaml:"helo"`
+	TLS         string         `yaml:"tls"`
+	CAFile      string         `yaml:"ca_file"`
+	Username    string         `yaml:"username"`
+	PasswordEnv string         `yaml:"password_env"`
+	Timeout     Duration       `yaml:"timeout"`
+	Pool        SMTPPoolConfig `yaml:"pool"`
+	DKIM        []DKIMKey      `yaml:"dkim"`
+	Throttle    ThrottleConfig `yaml:"throttle"`
 }
 
 type SendConfig struct {
@@ -207,6 +214,7 @@ func (c *Config) SetDefaults() {
 	if c.Send.Lease == 0 {
 		c.Send.Lease = Duration(2 * time.Minute)
 	}
+	c.setChannelDefaults()
 }
 
 func (c *Config) resolvePaths(base string) {
@@ -232,6 +240,7 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.Policy.BundleKey)
 	abs(&c.Policy.DataFile)
 	abs(&c.SMTP.CAFile)
+	c.resolveChannelPaths(abs)
 	for i := range c.Tenants {
 		for j := range c.Tenants[i].CoreKeys {
 			abs(&c.Tenants[i].CoreKeys[j])
@@ -296,6 +305,8 @@ func (c *Config) Validate() error {
 	if c.SMTP.Username != "" && c.SMTP.PasswordEnv == "" {
 		bad("smtp.password_env", "required with smtp.username")
 	}
+	checkAddr("public.listen", c.Public.Listen, false)
+	c.validateChannels(bad)
 	if c.Policy.ReloadInterval != 0 && c.Policy.Bundle == "" {
 		bad("policy.reload_interval", "needs policy.bundle")
 	}

@@ -24,6 +24,11 @@ func TestConfigFiles(t *testing.T) {
 			"smtp.addr:", "smtp.tls:", "send.workers:", "tenants[0].id:", "tenants[0].core_keys:",
 			"tenants[0].callback_url: must be https",
 		}},
+		{"invalid-channels.yaml", []string{
+			"smtp.dkim[0]: domain, selector and key_file", "smtp.dkim[1]: tenant and brand go together",
+			"smtp.throttle: concurrency", "sms.adapter: want twilio, http or smpp", "telegram.token_env:",
+			"push.authorization_env:", "public.base_url: want an https URL", "public.tls: needs tls.cert_file",
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {

@@ -60,8 +60,12 @@ type Options struct {
 	Policy fs.FS
 	// PolicyData overrides the bundle's operator settings.
 	PolicyData map[string]any
-	// Email overrides the SMTP adapter built from the config.
+	// Email overrides the SMTP adapter built from the config; SMS, IM and
+	// Push override (or, without config, enable) the other channels.
 	Email EmailSender
+	SMS   SMSSender
+	IM    IMSender
+	Push  PushSender
 	// PollInterval is how often idle workers look for due work.
 	PollInterval time.Duration
 }
@@ -80,6 +84,9 @@ type Gateway struct {
 	queue     *queue.Queue
 	audit     *audit.Log
 	email     EmailSender
+	channels  *channels
+	dkim      map[string]*smtp.DKIM // tenant "/" brand, "/" for the default
+	unsub     *unsubscriber         // nil without public.base_url
 	calls     CallbackPoster
 	tenants   map[string]*Tenant
 	admin     *admin.Tokens
@@ -88,12 +95,13 @@ type Gateway struct {
 	wake chan struct{}
 	rate rateWindow // requests per tenant over the last minute (volume guard)
 
-	mu        sync.Mutex
-	listeners []net.Listener
-	servers   []*http.Server
-	msgAddr   string
-	adminAddr string
-	closers   []func() error
+	mu         sync.Mutex
+	listeners  []net.Listener
+	servers    []*http.Server
+	msgAddr    string
+	adminAddr  string
+	publicAddr string
+	closers    []func() error
 }
 
 // Open builds a gateway from its config: it loads keys, opens the vault and
@@ -254,6 +262,17 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 			return nil, fmt.Errorf("smtp: %w", err)
 		}
 		g.email = s
+		g.closers = append(g.closers, s.Close) // QUIT the pooled connections
+	}
+	if err := g.openChannels(cfg, opts); err != nil {
+		return nil, err
+	}
+	if cfg.Public.Listen != "" {
+		key, err := loadUnsubscribeKey(filepath.Join(cfg.DataDir, "unsubscribe.key"))
+		if err != nil {
+			return nil, fmt.Errorf("public: %w", err)
+		}
+		g.unsub = &unsubscriber{key: key, baseURL: cfg.Public.BaseURL, ttl: time.Duration(cfg.Public.UnsubscribeTTL)}
 	}
 	g.calls = callback.NewClient(g.signing.Private, callback.ClientOptions{
 		AllowPrivate: cfg.Callbacks.AllowPrivate,
@@ -281,6 +300,9 @@ func smtpSender(c SMTPConfig) (*smtp.Sender, error) {
 		TLS:      smtp.TLSMode(c.TLS),
 		Username: c.Username,
 		Timeout:  time.Duration(c.Timeout),
+		Pool: smtp.PoolConfig{MaxConns: c.Pool.MaxConns, MaxIdle: c.Pool.MaxIdle,
+			IdleTimeout: time.Duration(c.Pool.IdleTimeout), MaxMessagesPerConn: c.Pool.MaxMessagesPerConn,
+			HealthCheckAfter: time.Duration(c.Pool.HealthCheckAfter)},
 	}
 	if c.PasswordEnv != "" {
 		sc.Password = os.Getenv(c.PasswordEnv)
@@ -381,6 +403,36 @@ func (g *Gateway) Listen() error {
 	g.servers = append(g.servers, msrv, asrv)
 	g.msgAddr, g.adminAddr = ml.Addr().String(), al.Addr().String()
 	g.mu.Unlock()
+	if g.cfg.Public.Listen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/u/", g.unsubscribeHandler())
+		for path, h := range g.channels.receipts {
+			mux.Handle("POST "+path, h)
+		}
+		l, err := net.Listen("tcp", g.cfg.Public.Listen)
+		if err != nil {
+			return fmt.Errorf("public.listen: %w", err)
+		}
+		if g.cfg.Public.TLS {
+			cert, err := tls.LoadX509KeyPair(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
+			if err != nil {
+				l.Close()
+				return fmt.Errorf("public.tls: %w", err)
+			}
+			l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		}
+		g.mu.Lock()
+		g.listeners = append(g.listeners, l)
+		g.servers = append(g.servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)})
+		g.publicAddr = l.Addr().String()
+		if g.unsub.baseURL == "" {
+			// A loopback TLS listener without a base URL: links point at
+			// it directly (development only; Validate insists otherwise).
+			g.unsub.baseURL = "https://" + g.publicAddr
+		}
+		g.mu.Unlock()
+	}
 	if g.cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", g.metricsHandler())
@@ -416,6 +468,9 @@ func (g *Gateway) serverTLS() (*tls.Config, error) {
 // MessageAddr and AdminAddr are the bound addresses after Listen.
 func (g *Gateway) MessageAddr() string { g.mu.Lock(); defer g.mu.Unlock(); return g.msgAddr }
 func (g *Gateway) AdminAddr() string   { g.mu.Lock(); defer g.mu.Unlock(); return g.adminAddr }
+
+// PublicAddr is the bound address of the public listener ("" without one).
+func (g *Gateway) PublicAddr() string { g.mu.Lock(); defer g.mu.Unlock(); return g.publicAddr }
 
 // Serve runs the listeners and the workers until ctx ends, then shuts the
 // servers down gracefully. Listen must have been called.

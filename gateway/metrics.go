@@ -9,16 +9,19 @@ import (
 // (tenant ids from the config, status and reason codes), never anything a
 // request or a record supplied.
 type metrics struct {
-	reg         *prometheus.Registry
-	envelopes   *prometheus.CounterVec   // result
-	messages    *prometheus.CounterVec   // tenant, result
-	decisions   *prometheus.CounterVec   // stage, allow
-	deliveries  *prometheus.CounterVec   // tenant, channel, status
-	callbacks   *prometheus.CounterVec   // result
-	acceptDur   *prometheus.HistogramVec // batch size bucket
-	sendDur     prometheus.Histogram
-	auditErrors prometheus.Counter
-	holds       *prometheus.CounterVec // tenant
+	reg          *prometheus.Registry
+	envelopes    *prometheus.CounterVec   // result
+	messages     *prometheus.CounterVec   // tenant, result
+	decisions    *prometheus.CounterVec   // stage, allow
+	deliveries   *prometheus.CounterVec   // tenant, channel, status
+	callbacks    *prometheus.CounterVec   // result
+	acceptDur    *prometheus.HistogramVec // batch size bucket
+	sendDur      prometheus.Histogram
+	auditErrors  prometheus.Counter
+	holds        *prometheus.CounterVec // tenant
+	paced        *prometheus.CounterVec // adapter, reason
+	receipts     *prometheus.CounterVec // adapter, result
+	unsubscribes *prometheus.CounterVec // result
 
 	policyReloadFailures prometheus.Counter
 }
@@ -69,7 +72,19 @@ func newMetrics() *metrics {
 		Name: "blindpost_gateway_policy_reload_failures_total",
 		Help: "Policy bundles refused on reload; the running bundle stayed in force. Alert on any increase.",
 	})
-	m.reg.MustRegister(m.policyReloadFailures, m.holds, m.auditErrors, m.envelopes, m.messages, m.decisions, m.deliveries, m.callbacks,
+	m.paced = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "blindpost_gateway_paced_total",
+		Help: "Messages put back in the queue by an adapter's pacing (rate limit, busy, open circuit), by adapter and reason.",
+	}, []string{"adapter", "reason"})
+	m.receipts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "blindpost_gateway_receipts_total",
+		Help: "Delivery receipts from SMS providers, by adapter and result.",
+	}, []string{"adapter", "result"})
+	m.unsubscribes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "blindpost_gateway_unsubscribes_total",
+		Help: "One-click unsubscribe requests, by result.",
+	}, []string{"result"})
+	m.reg.MustRegister(m.paced, m.receipts, m.unsubscribes, m.policyReloadFailures, m.holds, m.auditErrors, m.envelopes, m.messages, m.decisions, m.deliveries, m.callbacks,
 		m.acceptDur, m.sendDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

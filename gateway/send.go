@@ -8,7 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blindpost/blindpost/adapters"
+	"github.com/blindpost/blindpost/adapters/push"
+	"github.com/blindpost/blindpost/adapters/sms"
 	"github.com/blindpost/blindpost/adapters/smtp"
+	"github.com/blindpost/blindpost/adapters/telegram"
 	"github.com/blindpost/blindpost/audit"
 	"github.com/blindpost/blindpost/envelope"
 	"github.com/blindpost/blindpost/gateway/callback"
@@ -27,6 +31,11 @@ const (
 	StatusExpired          = "expired"
 	StatusDenied           = "denied"
 	StatusUnknownRecipient = "unknown_recipient"
+	// From the provider's delivery receipts (SMS), after "sent".
+	StatusDelivered   = "delivered"
+	StatusUndelivered = "undelivered"
+	// The player opted out through the gateway's unsubscribe link.
+	StatusOptedOut = "opted_out"
 )
 
 func (g *Gateway) sendLoop(ctx context.Context) {
@@ -63,6 +72,14 @@ func (g *Gateway) SendDue(ctx context.Context, limit int) (int, error) {
 type outcome struct {
 	status, reason, decision string
 	retryAt                  time.Time // non-zero: try again then
+	// postpone: the message was not tried (paced, or deferred by the
+	// policy), so the attempt does not count.
+	postpone bool
+	// paced: postponed by the adapter's pacing (rate, slots, breaker);
+	// routine, so neither the core nor the log hears of it.
+	paced   bool
+	adapter string              // the adapter that was called, if any
+	refs    []queue.ProviderRef // the provider's ids, for receipts
 }
 
 func (g *Gateway) process(ctx context.Context, e queue.Entry) {
@@ -73,28 +90,44 @@ func (g *Gateway) process(ctx context.Context, e queue.Entry) {
 	}
 	g.metrics.sendDur.Observe(g.now().Sub(start).Seconds())
 
-	if !o.retryAt.IsZero() {
+	if !o.retryAt.IsZero() && !o.postpone {
 		if e.Attempts >= g.cfg.Send.MaxAttempts {
-			o = outcome{status: StatusFailed, reason: "max_attempts:" + o.reason, decision: o.decision}
+			o = outcome{status: StatusFailed, reason: "max_attempts:" + o.reason, decision: o.decision, adapter: o.adapter}
 		} else if age := g.now().Sub(e.Created); age > time.Duration(g.cfg.Send.MaxAge) {
-			o = outcome{status: StatusFailed, reason: "max_age:" + o.reason, decision: o.decision}
+			o = outcome{status: StatusFailed, reason: "max_age:" + o.reason, decision: o.decision, adapter: o.adapter}
 		}
+	}
+	// A message that could only be tried after it expires, expires now.
+	if !o.retryAt.IsZero() && !e.ExpiresAt.IsZero() && !o.retryAt.Before(e.ExpiresAt) {
+		o = outcome{status: StatusExpired, reason: "expires_at:" + o.reason, decision: o.decision, adapter: o.adapter}
 	}
 	ev := queue.Event{Tenant: e.Tenant, MsgID: e.MsgID, ExtMessageID: e.ExtID, Status: o.status,
 		Reason: o.reason, DecisionID: o.decision, Time: g.now()}
 	var err error
-	if !o.retryAt.IsZero() {
+	switch {
+	case o.paced:
+		err = g.queue.Postpone(ctx, e.ExtID, o.retryAt, nil)
+	case o.postpone:
+		err = g.queue.Postpone(ctx, e.ExtID, o.retryAt, &ev)
+	case !o.retryAt.IsZero():
 		var pev *queue.Event
 		if o.status == StatusDeferred {
 			pev = &ev
 		}
 		err = g.queue.Retry(ctx, e.ExtID, o.retryAt, pev)
-	} else {
-		err = g.queue.Finish(ctx, e.ExtID, ev)
+	default:
+		err = g.queue.Finish(ctx, e.ExtID, ev, o.refs...)
+	}
+	if o.paced {
+		g.metrics.paced.WithLabelValues(o.adapter, o.reason).Inc()
+		if err != nil && !errors.Is(err, queue.ErrNotFound) {
+			g.log.Error("queue update failed", "ext_message_id", e.ExtID, "err", err)
+		}
+		return
 	}
 	g.metrics.deliveries.WithLabelValues(e.Tenant, channel, o.status).Inc()
 	g.appendAudit(ctx, newRecord(audit.KindDelivery, e.Tenant, audit.DeliveryData{
-		Adapter: "smtp", Attempt: e.Attempts, Channel: channel, Code: o.reason, DecisionID: o.decision, Status: o.status,
+		Adapter: o.adapter, Attempt: e.Attempts, Channel: channel, Code: o.reason, DecisionID: o.decision, Status: o.status,
 	}, func(r *audit.Record) { r.MsgID, r.ExtID, r.Pseudonym = e.MsgID, e.ExtID, pseudonym }))
 	level := g.log.Info
 	if o.status == StatusFailed {
@@ -174,7 +207,7 @@ func (g *Gateway) deliver(ctx context.Context, e queue.Entry) (outcome, string, 
 	if at, ok, derr := d.DeferUntil(); derr != nil {
 		return retry("policy_obligation_unreadable"), m.Channel, rec.Pseudonym
 	} else if ok && at.After(now) {
-		return outcome{status: StatusDeferred, reason: "defer_until", decision: d.ID, retryAt: at}, m.Channel, rec.Pseudonym
+		return outcome{status: StatusDeferred, reason: "defer_until", decision: d.ID, retryAt: at, postpone: true}, m.Channel, rec.Pseudonym
 	}
 
 	allowed := make(map[string]bool, len(fields))
@@ -185,32 +218,126 @@ func (g *Gateway) deliver(ctx context.Context, e queue.Entry) (outcome, string, 
 	if err != nil {
 		return outcome{status: StatusFailed, reason: renderReason(err), decision: d.ID}, m.Channel, rec.Pseudonym
 	}
-	_, err = g.email.Send(ctx, smtp.Message{
+	ch := g.channels.get(m.Channel)
+	if ch == nil {
+		// Accepted when the channel had an adapter; the config changed since.
+		return retry("channel_unavailable"), m.Channel, rec.Pseudonym
+	}
+	var res sendResult
+	switch m.Channel {
+	case "email":
+		res = g.sendEmail(ctx, ch, e, m, ref, rec, out, d, now)
+	case "sms":
+		res = g.sendSMS(ctx, ch, e, m, rec, out)
+	case "im":
+		res = g.sendIM(ctx, ch, rec, out)
+	case "push":
+		res = g.sendPush(ctx, ch, e, m, ref, rec, out)
+	}
+	o := classify(res.err, ch.adapter, now, retry)
+	o.decision, o.adapter, o.refs = d.ID, ch.adapter, res.refs
+	return o, m.Channel, rec.Pseudonym
+}
+
+func (g *Gateway) sendEmail(ctx context.Context, ch *channel, e queue.Entry, m *envelope.Message, ref vault.Ref,
+	rec vault.Record, out render.Template, d policy.Decision, now time.Time) sendResult {
+	msg := smtp.Message{
 		From: m.From, To: rec.Email, ReplyTo: m.ReplyTo,
 		Subject: out.Subject, HTML: out.HTML, Text: out.Text,
 		MessageID: messageID(e.ExtID, m.From), Date: now,
-	})
-	var re *smtp.ReplyError
-	switch {
-	case err == nil:
-		return outcome{status: StatusSent, decision: d.ID}, m.Channel, rec.Pseudonym
-	case errors.Is(err, smtp.ErrHeaderInjection):
-		return outcome{status: StatusFailed, reason: "header_injection", decision: d.ID}, m.Channel, rec.Pseudonym
-	case errors.Is(err, smtp.ErrPermanent):
-		reason := "smtp_permanent"
-		if errors.As(err, &re) {
-			reason = fmt.Sprintf("smtp_%d", re.Code)
-		}
-		return outcome{status: StatusBounced, reason: reason, decision: d.ID}, m.Channel, rec.Pseudonym
-	default:
-		reason := "smtp_temporary"
-		if errors.As(err, &re) {
-			reason = fmt.Sprintf("smtp_%d", re.Code)
-		}
-		o := retry(reason)
-		o.decision = d.ID
-		return o, m.Channel, rec.Pseudonym
+		DKIM: g.dkimFor(m.Tenant, m.Brand, addressDomain(m.From)),
 	}
+	if d.ListUnsubscribe() {
+		if g.unsub == nil {
+			// The policy requires a way out that this gateway cannot
+			// offer: not sending is the only compliant choice.
+			return sendResult{err: adapters.Permanent("unsubscribe_not_configured", nil)}
+		}
+		link, err := g.unsub.link(ref, e.MsgID, e.ExtID, now)
+		if err != nil {
+			return sendResult{err: adapters.Temporary("unsubscribe_link", err)}
+		}
+		msg.ListUnsubscribe, msg.ListUnsubscribePost = link, true
+	}
+	err := ch.lim.Do(ctx, func(ctx context.Context) error {
+		_, err := g.email.Send(ctx, msg)
+		return err
+	}, isTemporary)
+	return sendResult{err: err}
+}
+
+func (g *Gateway) sendSMS(ctx context.Context, ch *channel, e queue.Entry, m *envelope.Message, rec vault.Record, out render.Template) sendResult {
+	var r sms.Result
+	err := ch.lim.Do(ctx, func(ctx context.Context) (err error) {
+		r, err = g.channels.smsSender.Send(ctx, sms.Message{From: m.From, To: rec.Phone, Body: out.Text, Ref: e.ExtID})
+		return err
+	}, isTemporary)
+	var refs []queue.ProviderRef
+	for _, id := range append([]string{r.ProviderID}, r.PartIDs...) {
+		if id != "" {
+			refs = append(refs, queue.ProviderRef{Adapter: ch.adapter, ID: id})
+		}
+	}
+	return sendResult{refs: refs, err: err}
+}
+
+func (g *Gateway) sendIM(ctx context.Context, ch *channel, rec vault.Record, out render.Template) sendResult {
+	err := ch.lim.Do(ctx, func(ctx context.Context) error {
+		_, err := g.channels.imSender.Send(ctx, telegram.Message{ChatID: rec.TelegramChatID, Text: out.Text})
+		return err
+	}, isTemporary)
+	return sendResult{err: err}
+}
+
+// sendPush sends to every device of the player; the message counts as
+// sent if one device took it. Devices the push gateway says are gone are
+// dropped from the record, so they are not tried again.
+func (g *Gateway) sendPush(ctx context.Context, ch *channel, e queue.Entry, m *envelope.Message, ref vault.Ref,
+	rec vault.Record, out render.Template) sendResult {
+	tokens := make([]push.Token, len(rec.PushTokens))
+	for i, t := range rec.PushTokens {
+		tokens[i] = push.Token{PushToken: t.Token, DeviceType: t.DeviceType}
+	}
+	var results []push.TokenResult
+	err := ch.lim.Do(ctx, func(ctx context.Context) (err error) {
+		results, err = g.channels.pushSender.SendAll(ctx, push.Message{UserExtID: ref.User, ExtBrandID: m.Brand,
+			MessageID: e.ExtID, Title: out.Subject, Body: out.Text}, tokens)
+		return err
+	}, isTemporary)
+	if err != nil {
+		return sendResult{err: err}
+	}
+	var firstErr error
+	var keep []vault.PushToken
+	sent := false
+	for i, r := range results {
+		switch {
+		case r.Err == nil:
+			sent = true
+			keep = append(keep, rec.PushTokens[i])
+		case adapters.Code(r.Err) == "push_410":
+			// Only 410 Gone: a 404 may as well be a wrong URL in the
+			// config, and dropping every device on it would be worse.
+			if firstErr == nil {
+				firstErr = r.Err
+			}
+		default:
+			keep = append(keep, rec.PushTokens[i])
+			if firstErr == nil || adapters.Code(firstErr) == "push_410" {
+				firstErr = r.Err
+			}
+		}
+	}
+	if len(keep) < len(rec.PushTokens) {
+		rec.PushTokens = keep
+		if _, err := g.store.Put(ctx, ref, rec); err != nil {
+			g.log.Warn("could not drop gone push tokens", "pseudonym", rec.Pseudonym, "err", err)
+		}
+	}
+	if sent {
+		return sendResult{}
+	}
+	return sendResult{err: firstErr}
 }
 
 // subjectAttrs derives the policy's view of a record: attributes only,
@@ -240,6 +367,8 @@ func subjectAttrs(r vault.Record, channel string, now time.Time) *policy.Subject
 		s.Addressable = r.Phone != ""
 	case "im":
 		s.Addressable = r.TelegramChatID != ""
+	case "push":
+		s.Addressable = len(r.PushTokens) > 0
 	}
 	return s
 }

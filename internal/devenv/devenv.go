@@ -63,6 +63,7 @@ type Info struct {
 	CoreSigningKey    string `json:"core_signing_key"`
 	GatewayHPKEPub    string `json:"gateway_hpke_pub"`
 	GatewaySigningPub string `json:"gateway_signing_pub"`
+	PublicURL         string `json:"public_url"`
 	Config            string `json:"config"`
 }
 
@@ -167,6 +168,8 @@ func Config(dir, smtpAddr, callbackURL string) *gateway.Config {
 		// a short dev session shows the core's witness copies growing.
 		Audit: gateway.AuditConfig{CheckpointEvery: -1},
 		Send:  gateway.SendConfig{Workers: 2},
+		// Unsubscribe pages on loopback; links point straight at them.
+		Public: gateway.PublicConfig{Listen: "127.0.0.1:0", TLS: true},
 		Tenants: []gateway.Tenant{{
 			ID:              Tenant,
 			CoreKeys:        []string{p(dir, "keys", "core", "signing.pub")},
@@ -274,6 +277,7 @@ func Start(ctx context.Context, dir string, opts Options) (_ *Env, err error) {
 		CoreSigningKey:    p(dir, "keys", "core", "signing.key"),
 		GatewayHPKEPub:    p(dir, "keys", "gateway", "hpke.pub"),
 		GatewaySigningPub: p(dir, "keys", "gateway", "signing.pub"),
+		PublicURL:         "https://" + e.Gateway.PublicAddr(),
 		Config:            p(dir, "gateway.yaml"),
 	}
 	b, _ := json.MarshalIndent(e.Info, "", "  ")

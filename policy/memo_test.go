@@ -17,7 +17,7 @@ import (
 // without them, whatever the order of the inputs.
 func TestMemoizedDecisionsEqualFreshOnes(t *testing.T) {
 	now := time.Date(2025, 3, 29, 22, 30, 0, 0, time.UTC) // London's clocks change tonight
-	e, err := New(context.Background(), BundleFS(), Options{Now: func() time.Time { return now }})
+	e, err := New(context.Background(), BundleFS(), Options{Now: func() time.Time { return now }, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func TestBrokenReloadKeepsTheRunningBundle(t *testing.T) {
 // bundle, and name it: a decision's result always matches its revision.
 func TestReloadIsAtomicForConcurrentDecisions(t *testing.T) {
 	allow, deny := regoFS("decision.rego", trivialPolicy), regoFS("decision.rego", denyAll)
-	e := mustNew(t, allow, policy.Options{})
+	e := mustNew(t, allow, policy.Options{Timeout: 10 * time.Second}) // a loaded machine must not make this a time-out test
 	allowRev := e.Revision()
 	denyRev := mustNew(t, deny, policy.Options{}).Revision()
 

@@ -181,14 +181,14 @@ func TestSMSThroughTwilioWithDeliveryReceipt(t *testing.T) {
 	rec.Phone = "+15550100001"
 	r.put("u-1", rec)
 	m := message("sms-1", "u-1")
-	m.Channel, m.Subject, m.HTML, m.Text = "sms", "", "", "Your code for {{pii.first_name}}: 123456"
+	m.Channel, m.From, m.Subject, m.HTML, m.Text = "sms", "", "", "", "Your code for {{pii.first_name}}: 123456"
 	ext := accepted(t, r.send(m))
 	r.drain()
 	if st, reason := r.callback("sms-1"); st != gateway.StatusSent {
 		t.Fatalf("sms: %s %s", st, reason)
 	}
 	tw.mu.Lock()
-	if len(tw.forms) != 1 || tw.forms[0].Get("To") != "+15550100001" || tw.forms[0].Get("Body") != "Your code for "+alexName+": 123456" ||
+	if len(tw.forms) != 1 || tw.forms[0].Get("To") != "+15550100001" || tw.forms[0].Get("From") != "+15550100999" || tw.forms[0].Get("Body") != "Your code for "+alexName+": 123456" ||
 		!strings.HasPrefix(tw.forms[0].Get("StatusCallback"), "https://"+public+"/receipts/twilio") {
 		t.Fatalf("twilio got %v", tw.forms)
 	}

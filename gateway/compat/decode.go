@@ -73,7 +73,7 @@ func tooLong(field string, max int) *reqError {
 	return invalid(field + " " + ProblemTooLong + " (max " + strconv.Itoa(max) + " bytes)")
 }
 
-var errMalformed = invalid("body is not a valid JSON object")
+func malformed() *reqError { return invalid("body is not a valid JSON object") }
 
 // decode parses a request body: one JSON object of the channel's fields.
 // Field names are matched exactly (case-sensitive); unknown fields are
@@ -91,7 +91,7 @@ func decode(channel string, body []byte) (Request, *reqError) {
 		return r, invalid("body is not valid UTF-8")
 	}
 	if !json.Valid(body) {
-		return r, errMalformed
+		return r, malformed()
 	}
 	slot := emailSlot
 	if channel == ChannelSMS {
@@ -99,7 +99,7 @@ func decode(channel string, body []byte) (Request, *reqError) {
 	}
 	w := walker{b: body}
 	if w.next() != '{' {
-		return r, errMalformed
+		return r, malformed()
 	}
 	w.i++
 	var seen uint

@@ -57,6 +57,9 @@ type ErrorBody struct {
 func (g *Gateway) messageHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/messages", g.handleMessages)
+	if g.compat != nil {
+		mux.Handle("/compat/", g.compat)
+	}
 	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.HandleFunc("GET /readyz", g.readyz)
 	return mux

@@ -32,6 +32,7 @@ type Config struct {
 	Telegram      TelegramConfig `yaml:"telegram"`
 	Push          PushConfig     `yaml:"push"`
 	Public        PublicConfig   `yaml:"public"`
+	Compat        CompatConfig   `yaml:"compat"`
 	Send          SendConfig     `yaml:"send"`
 	Callbacks     CallbackConf   `yaml:"callbacks"`
 	Audit         AuditConfig    `yaml:"audit"`
@@ -131,6 +132,8 @@ type Tenant struct {
 	AdminTokensEnv  string   `yaml:"admin_tokens_env"`
 	AdminTokensFile string   `yaml:"admin_tokens_file"`
 	CallbackURL     string   `yaml:"callback_url"`
+	// Compat enables the reference vendor's API for this tenant.
+	Compat TenantCompat `yaml:"compat"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
@@ -246,6 +249,7 @@ func (c *Config) resolvePaths(base string) {
 			abs(&c.Tenants[i].CoreKeys[j])
 		}
 		abs(&c.Tenants[i].AdminTokensFile)
+		abs(&c.Tenants[i].Compat.SecretsFile)
 	}
 }
 
@@ -307,6 +311,7 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("public.listen", c.Public.Listen, false)
 	c.validateChannels(bad)
+	c.validateCompat(bad)
 	if c.Policy.ReloadInterval != 0 && c.Policy.Bundle == "" {
 		bad("policy.reload_interval", "needs policy.bundle")
 	}

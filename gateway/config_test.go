@@ -28,6 +28,8 @@ func TestConfigFiles(t *testing.T) {
 			"smtp.dkim[0]: domain, selector and key_file", "smtp.dkim[1]: tenant and brand go together",
 			"smtp.throttle: concurrency", "sms.adapter: want twilio, http or smpp", "telegram.token_env:",
 			"push.authorization_env:", "public.base_url: want an https URL", "public.tls: needs tls.cert_file",
+			"compat.trusted_proxies:", "tenants[0].compat.secrets_env:", "tenants[0].compat.allow_ips:",
+			"tenants[0].compat.callback_allow:", "tenants[0].compat.brand:", "tenants[0].compat.category:",
 		}},
 	}
 	for _, tc := range cases {

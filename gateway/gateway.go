@@ -30,6 +30,7 @@ import (
 	"github.com/blindpost/blindpost/envelope"
 	"github.com/blindpost/blindpost/gateway/admin"
 	"github.com/blindpost/blindpost/gateway/callback"
+	"github.com/blindpost/blindpost/gateway/compat"
 	"github.com/blindpost/blindpost/gateway/queue"
 	"github.com/blindpost/blindpost/policy"
 	"github.com/blindpost/blindpost/vault"
@@ -46,9 +47,11 @@ type EmailSender interface {
 	Send(ctx context.Context, m smtp.Message) (smtp.Result, error)
 }
 
-// CallbackPoster posts one signed status callback to the core.
+// CallbackPoster posts one signed status callback to the core, or, for the
+// compat API, a body of the reference vendor's shape to a request's URL.
 type CallbackPoster interface {
 	Post(ctx context.Context, url string, p callback.Payload) error
+	PostRaw(ctx context.Context, url, tenant string, seq int64, body []byte) error
 }
 
 // Options carries what a caller may inject instead of what Open builds from
@@ -86,11 +89,14 @@ type Gateway struct {
 	email     EmailSender
 	channels  *channels
 	dkim      map[string]*smtp.DKIM // tenant "/" brand, "/" for the default
-	unsub     *unsubscriber         // nil without public.base_url
-	calls     CallbackPoster
-	tenants   map[string]*Tenant
-	admin     *admin.Tokens
-	metrics   *metrics
+	unsub     *unsubscriber         // nil without public.listen
+
+	compat        *compat.Handler // nil unless a tenant enables the compat API
+	compatTenants map[string]*compat.Tenant
+	calls         CallbackPoster
+	tenants       map[string]*Tenant
+	admin         *admin.Tokens
+	metrics       *metrics
 
 	wake chan struct{}
 	rate rateWindow // requests per tenant over the last minute (volume guard)
@@ -109,13 +115,14 @@ type Gateway struct {
 // policy bundle, so a gateway never runs without its rules.
 func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error) {
 	g := &Gateway{
-		cfg:     cfg,
-		log:     opts.Logger,
-		now:     opts.Now,
-		poll:    opts.PollInterval,
-		tenants: map[string]*Tenant{},
-		metrics: newMetrics(),
-		wake:    make(chan struct{}, 1),
+		cfg:           cfg,
+		log:           opts.Logger,
+		now:           opts.Now,
+		poll:          opts.PollInterval,
+		tenants:       map[string]*Tenant{},
+		compatTenants: map[string]*compat.Tenant{},
+		metrics:       newMetrics(),
+		wake:          make(chan struct{}, 1),
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -265,6 +272,9 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 		g.closers = append(g.closers, s.Close) // QUIT the pooled connections
 	}
 	if err := g.openChannels(cfg, opts); err != nil {
+		return nil, err
+	}
+	if err := g.openCompat(); err != nil {
 		return nil, err
 	}
 	if cfg.Public.Listen != "" {

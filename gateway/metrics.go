@@ -22,6 +22,7 @@ type metrics struct {
 	paced        *prometheus.CounterVec // adapter, reason
 	receipts     *prometheus.CounterVec // adapter, result
 	unsubscribes *prometheus.CounterVec // result
+	compat       *prometheus.CounterVec // channel, error code
 
 	policyReloadFailures prometheus.Counter
 }
@@ -84,7 +85,11 @@ func newMetrics() *metrics {
 		Name: "blindpost_gateway_unsubscribes_total",
 		Help: "One-click unsubscribe requests, by result.",
 	}, []string{"result"})
-	m.reg.MustRegister(m.paced, m.receipts, m.unsubscribes, m.policyReloadFailures, m.holds, m.auditErrors, m.envelopes, m.messages, m.decisions, m.deliveries, m.callbacks,
+	m.compat = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "blindpost_gateway_compat_requests_total",
+		Help: "Requests to the compatibility API, by channel and answer code (0: accepted).",
+	}, []string{"channel", "code"})
+	m.reg.MustRegister(m.compat, m.paced, m.receipts, m.unsubscribes, m.policyReloadFailures, m.holds, m.auditErrors, m.envelopes, m.messages, m.decisions, m.deliveries, m.callbacks,
 		m.acceptDur, m.sendDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

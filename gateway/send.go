@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -192,6 +193,13 @@ func (g *Gateway) deliver(ctx context.Context, e queue.Entry) (outcome, string, 
 		Channel: m.Channel, Category: m.Category, Purpose: m.Purpose, Placeholders: fields,
 		Subject: subjectAttrs(rec, m.Channel, now), Now: now, FromDomain: addressDomain(m.From),
 	}
+	var extras compatExtras
+	if e.Compat != nil {
+		if err := json.Unmarshal(e.Compat, &extras); err != nil {
+			return outcome{status: StatusFailed, reason: "corrupt_request"}, m.Channel, rec.Pseudonym
+		}
+		in.API, in.ActivityType, in.ToOverrideDomain = "compat", extras.ActivityType, addressDomain(extras.To)
+	}
 	d, err := g.decide(ctx, in)
 	// The decision goes on record before anything is sent; if the log
 	// cannot take it, nothing is sent.
@@ -226,7 +234,13 @@ func (g *Gateway) deliver(ctx context.Context, e queue.Entry) (outcome, string, 
 	var res sendResult
 	switch m.Channel {
 	case "email":
-		res = g.sendEmail(ctx, ch, e, m, ref, rec, out, d, now)
+		to := rec.Email
+		if extras.To != "" {
+			// A preview or support copy, to the staff address the policy
+			// allowed (compat API); the player's own data fills it in.
+			to = extras.To
+		}
+		res = g.sendEmail(ctx, ch, e, m, ref, rec, to, out, d, now)
 	case "sms":
 		res = g.sendSMS(ctx, ch, e, m, rec, out)
 	case "im":
@@ -240,9 +254,9 @@ func (g *Gateway) deliver(ctx context.Context, e queue.Entry) (outcome, string, 
 }
 
 func (g *Gateway) sendEmail(ctx context.Context, ch *channel, e queue.Entry, m *envelope.Message, ref vault.Ref,
-	rec vault.Record, out render.Template, d policy.Decision, now time.Time) sendResult {
+	rec vault.Record, to string, out render.Template, d policy.Decision, now time.Time) sendResult {
 	msg := smtp.Message{
-		From: m.From, To: rec.Email, ReplyTo: m.ReplyTo,
+		From: m.From, To: to, ReplyTo: m.ReplyTo,
 		Subject: out.Subject, HTML: out.HTML, Text: out.Text,
 		MessageID: messageID(e.ExtID, m.From), Date: now,
 		DKIM: g.dkimFor(m.Tenant, m.Brand, addressDomain(m.From)),
@@ -453,6 +467,18 @@ func (g *Gateway) PostCallbacks(ctx context.Context, limit int) int {
 		}
 	}()
 	for _, ev := range evs {
+		if ev.CallbackURL != "" {
+			// A compat message: its status goes to its own callback_url.
+			if err := g.postCompat(ctx, ev); err != nil {
+				g.metrics.callbacks.WithLabelValues("retry").Inc()
+				g.log.Warn("compat callback failed", "tenant", ev.Tenant, "seq", ev.Seq, "err", err)
+				g.queue.RetryEvent(ctx, ev.ID, g.now().Add(g.backoff(ev.Attempts)))
+				continue
+			}
+			g.metrics.callbacks.WithLabelValues("ok").Inc()
+			done = append(done, ev.ID)
+			continue
+		}
 		t := g.tenants[ev.Tenant]
 		if t == nil || t.CallbackURL == "" {
 			done = append(done, ev.ID)

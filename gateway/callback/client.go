@@ -136,11 +136,30 @@ func (c *Client) Post(ctx context.Context, rawURL string, p Payload) error {
 	if err != nil {
 		return fmt.Errorf("%w: encode payload: %w", ErrPermanent, err)
 	}
+	return c.post(ctx, u, eventID(p.Tenant, p.Seq), body)
+}
+
+// PostRaw signs body (another receiver's JSON shape, such as the compat
+// API's callbacks) with the webhook id of the tenant's event seq, and posts
+// it to rawURL, with the same address checks, signature headers and error
+// classes as Post.
+func (c *Client) PostRaw(ctx context.Context, rawURL, tenant string, seq int64, body []byte) error {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%w: callback URL must be absolute http(s)", ErrPermanent)
+	}
+	if tenant == "" || seq <= 0 {
+		return fmt.Errorf("%w: a tenant and a sequence number are required", ErrPermanent)
+	}
+	return c.post(ctx, u, eventID(tenant, seq), body)
+}
+
+func (c *Client) post(ctx context.Context, u *url.URL, id string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: build request", ErrPermanent)
 	}
-	id, ts := eventID(p.Tenant, p.Seq), c.now()
+	ts := c.now()
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "blindpost-gateway")
 	req.Header.Set(HeaderID, id)

@@ -229,7 +229,7 @@ func (t *txn) acceptItem(ctx context.Context, it Item) (Outcome, error) {
 		}
 		nb := unixNano(e.NotBefore)
 		if _, err := s.ExecContext(ctx, e.ExtID, e.Tenant, e.MsgID, e.Brand, e.User, e.Request, e.Envelope,
-			nb, unixNano(e.ExpiresAt), e.Attempts, unixNano(e.Created), nb, e.CallbackURL); err != nil {
+			nb, unixNano(e.ExpiresAt), e.Attempts, unixNano(e.Created), nb, e.CallbackURL, e.Compat); err != nil {
 			return Outcome{}, fmt.Errorf("enqueue: %w", err)
 		}
 	}
@@ -259,8 +259,8 @@ func (t *txn) seen(ctx context.Context, it Item) (Outcome, error) {
 }
 
 const insertEntry = `INSERT INTO entries
-	(ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created, due, callback_url)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	(ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created, due, callback_url, compat)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // reserve takes every counter of rs for extID, or none if one is full.
 func (t *txn) reserve(ctx context.Context, extID string, rs []Reservation) (full bool, err error) {

@@ -113,6 +113,10 @@ type Entry struct {
 	// instead of the tenant's callback URL (the compat API's callback_url,
 	// checked against the operator's allow-list before it was queued).
 	CallbackURL string
+	// Compat holds, for a request of the compatibility API, what it
+	// carries beyond a native message request (the gateway's JSON); nil
+	// for native requests.
+	Compat []byte
 }
 
 // Event is a status callback in the outbox. Seq is assigned per tenant when
@@ -330,6 +334,11 @@ CREATE TABLE provider_ids (
 ) WITHOUT ROWID;
 CREATE INDEX provider_ids_ext ON provider_ids (ext_message_id);
 CREATE INDEX provider_ids_created ON provider_ids (created);
+`,
+	`
+-- What a compatibility-API request carries beyond a native message request
+-- (JSON; NULL for native requests).
+ALTER TABLE entries ADD COLUMN compat BLOB;
 `,
 }
 

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-const entryColumns = `ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created, callback_url`
+const entryColumns = `ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created, callback_url, compat`
 
 // Claim leases up to limit entries that are due (NotBefore has passed and
 // they are not leased, or their lease has run out), increments their
@@ -198,7 +198,7 @@ func scanEntries(rows *sql.Rows) ([]Entry, error) {
 		var e Entry
 		var nb, exp, created int64
 		if err := rows.Scan(&e.ExtID, &e.Tenant, &e.MsgID, &e.Brand, &e.User, &e.Request, &e.Envelope,
-			&nb, &exp, &e.Attempts, &created, &e.CallbackURL); err != nil {
+			&nb, &exp, &e.Attempts, &created, &e.CallbackURL, &e.Compat); err != nil {
 			return nil, err
 		}
 		e.NotBefore, e.ExpiresAt, e.Created = fromUnixNano(nb), fromUnixNano(exp), fromUnixNano(created)

@@ -104,10 +104,25 @@ func (g *Gateway) process(ctx context.Context, e queue.Entry) {
 	}
 	ev := queue.Event{Tenant: e.Tenant, MsgID: e.MsgID, ExtMessageID: e.ExtID, Status: o.status,
 		Reason: o.reason, DecisionID: o.decision, Time: g.now()}
+	if o.paced {
+		// Routine pacing: back to the queue, nobody told, nothing on record.
+		g.metrics.paced.WithLabelValues(o.adapter, o.reason).Inc()
+		if err := g.queue.Postpone(ctx, e.ExtID, o.retryAt, nil); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			g.log.Error("queue update failed", "ext_message_id", e.ExtID, "err", err)
+		}
+		return
+	}
+	// The outcome goes on record before the queue moves on, as answers do
+	// at acceptance: a crash in between sends the message again and
+	// records a second attempt, but never leaves an outcome unrecorded.
+	// The attempt already happened, so a log that cannot take the record
+	// does not stop the queue update (that would send it again); the log
+	// then refuses everything else until restarted, which stops sending.
+	g.appendAudit(ctx, newRecord(audit.KindDelivery, e.Tenant, audit.DeliveryData{
+		Adapter: o.adapter, Attempt: e.Attempts, Channel: channel, Code: o.reason, DecisionID: o.decision, Status: o.status,
+	}, func(r *audit.Record) { r.MsgID, r.ExtID, r.Pseudonym = e.MsgID, e.ExtID, pseudonym }))
 	var err error
 	switch {
-	case o.paced:
-		err = g.queue.Postpone(ctx, e.ExtID, o.retryAt, nil)
 	case o.postpone:
 		err = g.queue.Postpone(ctx, e.ExtID, o.retryAt, &ev)
 	case !o.retryAt.IsZero():
@@ -119,17 +134,7 @@ func (g *Gateway) process(ctx context.Context, e queue.Entry) {
 	default:
 		err = g.queue.Finish(ctx, e.ExtID, ev, o.refs...)
 	}
-	if o.paced {
-		g.metrics.paced.WithLabelValues(o.adapter, o.reason).Inc()
-		if err != nil && !errors.Is(err, queue.ErrNotFound) {
-			g.log.Error("queue update failed", "ext_message_id", e.ExtID, "err", err)
-		}
-		return
-	}
 	g.metrics.deliveries.WithLabelValues(e.Tenant, channel, o.status).Inc()
-	g.appendAudit(ctx, newRecord(audit.KindDelivery, e.Tenant, audit.DeliveryData{
-		Adapter: o.adapter, Attempt: e.Attempts, Channel: channel, Code: o.reason, DecisionID: o.decision, Status: o.status,
-	}, func(r *audit.Record) { r.MsgID, r.ExtID, r.Pseudonym = e.MsgID, e.ExtID, pseudonym }))
 	level := g.log.Info
 	if o.status == StatusFailed {
 		level = g.log.Warn

@@ -39,7 +39,7 @@ func TestCompatEmailEndToEnd(t *testing.T) {
 	const secret = "compat-secret-0123456789abcdef"
 	t.Setenv("BP_TEST_COMPAT_SECRET", secret)
 	r := newRig(t, devenv.Options{
-		GatewayOptions: gateway.Options{PolicyData: settings(map[string]any{"compat_override_domains": []any{"staff.example.com"}})},
+		GatewayOptions: gateway.Options{PolicyData: settings(map[string]any{"compat_override_domains": []any{"staff.test"}})},
 		Gateway: func(c *gateway.Config) {
 			c.Tenants[0].Compat = gateway.TenantCompat{Email: true, SecretsEnv: "BP_TEST_COMPAT_SECRET",
 				AllowIPs: []string{"127.0.0.1/32"}, CallbackAllow: []string{cbSrv.URL + "/hooks"},
@@ -97,13 +97,13 @@ func TestCompatEmailEndToEnd(t *testing.T) {
 		t.Fatalf("callback outside the allow-list: %+v", c)
 	}
 	preview := req("uid-3")
-	preview["activity_type"], preview["to_email_address"] = "preview", "qa@staff.example.com"
+	preview["activity_type"], preview["to_email_address"] = "preview", "qa@staff.test"
 	pa := post(secret, preview)
 	if pa.ErrorCode != 0 {
 		t.Fatalf("preview to an allowed staff domain: %+v", pa)
 	}
 	denied := req("uid-4")
-	denied["activity_type"], denied["to_email_address"] = "preview", "someone@elsewhere.example.com"
+	denied["activity_type"], denied["to_email_address"] = "preview", "someone@elsewhere.test"
 	if c := post(secret, denied); c.ErrorCode != 5 || !strings.Contains(c.ErrorMessage, "recipient_override_not_allowed") {
 		t.Fatalf("preview to another domain: %+v", c)
 	}
@@ -127,7 +127,7 @@ func TestCompatEmailEndToEnd(t *testing.T) {
 	if got := to[a.ExtMessageID+"@example.com"]; !strings.Contains(got, alexEmail) {
 		t.Errorf("uid-1 went to %q, want the player", got)
 	}
-	if got := to[pa.ExtMessageID+"@example.com"]; !strings.Contains(got, "qa@staff.example.com") {
+	if got := to[pa.ExtMessageID+"@example.com"]; !strings.Contains(got, "qa@staff.test") {
 		t.Errorf("preview went to %q, want the staff address", got)
 	}
 	if len(to) != 2 {

@@ -435,7 +435,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"relative url", push.Config{URL: "/push", Authorization: fakeAuth}},
 		{"plain http to a remote host", push.Config{URL: "http://push.example.com/push", Authorization: fakeAuth}},
 		{"ftp", push.Config{URL: "ftp://push.example.com/push", Authorization: fakeAuth}},
-		{"user info in url", push.Config{URL: "https://user:FAKE@push.example.com/push", Authorization: fakeAuth}},
+		{"user info in url", push.Config{URL: "https://user:FAKE@push.test/push", Authorization: fakeAuth}},
 		{"no authorization", push.Config{URL: "https://push.example.com/push"}},
 		{"authorization with a line break", push.Config{URL: "https://push.example.com/push", Authorization: fakeAuth + "\r\nX-Injected: 1"}},
 		{"negative timeout", push.Config{URL: "https://push.example.com/push", Authorization: fakeAuth, Timeout: -1}},

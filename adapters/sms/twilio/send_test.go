@@ -299,7 +299,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no sender and no service", func(c *twilio.Config) { c.From = "" }},
 		{"base url not http", func(c *twilio.Config) { c.BaseURL = "ftp://api.twilio.com" }},
 		{"base url relative", func(c *twilio.Config) { c.BaseURL = "/api" }},
-		{"base url with credentials", func(c *twilio.Config) { c.BaseURL = "https://u:p@api.twilio.com" }},
+		{"base url with credentials", func(c *twilio.Config) { c.BaseURL = "https://u:p@api.twilio.test" }},
 		{"callback relative", func(c *twilio.Config) { c.StatusCallbackURL = "/receipts" }},
 		{"callback with fragment", func(c *twilio.Config) { c.StatusCallbackURL = publicCallback + "#x" }},
 		{"callback with credentials", func(c *twilio.Config) { c.StatusCallbackURL = "https://u:p@gateway.example/r" }},

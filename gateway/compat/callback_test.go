@@ -11,7 +11,7 @@ import (
 
 func TestCallbackAllowed(t *testing.T) {
 	tenant := &compat.Tenant{CallbackAllow: []string{
-		"https://cb.example.com/hooks",
+		"https://cb.test/hooks",
 		"https://api.example.com:8443/v1/status/",
 		"https://root.example.com",
 		"http://127.0.0.1:8080/cb",
@@ -21,44 +21,44 @@ func TestCallbackAllowed(t *testing.T) {
 		url  string
 		want bool
 	}{
-		{"https://cb.example.com/hooks", true},
-		{"https://cb.example.com/hooks/", true},
-		{"https://cb.example.com/hooks/x", true},
-		{"https://cb.example.com/hooks/x/y?token=abc", true},
-		{"https://cb.example.com/hooks?x=1", true},
-		{"https://CB.Example.COM/hooks/x", true},
-		{"HTTPS://cb.example.com/hooks/x", true},
-		{"https://cb.example.com:443/hooks/x", true},
-		{"https://cb.example.com/hooksevil", false},
-		{"https://cb.example.com/hook", false},
-		{"https://cb.example.com/", false},
-		{"https://cb.example.com", false},
-		{"https://cb.example.com/Hooks/x", false},
-		{"http://cb.example.com/hooks/x", false},
-		{"https://cb.example.com:8443/hooks/x", false},
-		{"https://cb.example.com:0443/hooks/x", false},
-		{"https://cb.example.com.evil.example/hooks", false},
-		{"https://evil.example/cb.example.com/hooks", false},
-		{"https://cb.example.com./hooks", false},
-		{"https://user@cb.example.com/hooks/x", false},
+		{"https://cb.test/hooks", true},
+		{"https://cb.test/hooks/", true},
+		{"https://cb.test/hooks/x", true},
+		{"https://cb.test/hooks/x/y?token=abc", true},
+		{"https://cb.test/hooks?x=1", true},
+		{"https://CB.Test/hooks/x", true},
+		{"HTTPS://cb.test/hooks/x", true},
+		{"https://cb.test:443/hooks/x", true},
+		{"https://cb.test/hooksevil", false},
+		{"https://cb.test/hook", false},
+		{"https://cb.test/", false},
+		{"https://cb.test", false},
+		{"https://cb.test/Hooks/x", false},
+		{"http://cb.test/hooks/x", false},
+		{"https://cb.test:8443/hooks/x", false},
+		{"https://cb.test:0443/hooks/x", false},
+		{"https://cb.test.evil.example/hooks", false},
+		{"https://evil.example/cb.test/hooks", false},
+		{"https://cb.test./hooks", false},
+		{"https://user@cb.test/hooks/x", false},
 		{"https://user:pw@cb.test/hooks/x", false},
-		{"https://cb.example.com@evil.example/hooks/x", false},
-		{"https://cb.example.com/hooks/x#frag", false},
-		{"https://cb.example.com/hooks/x#", false},
-		{"https://cb.example.com/hooks/../admin", false},
-		{"https://cb.example.com/hooks/./x", false},
-		{"https://cb.example.com/hooks/%2e%2e/admin", false},
-		{"https://cb.example.com/hooks%2fevil", false},
-		{"https://cb.example.com/hooks%2Fx", false},
-		{"https://cb.example.com/hooks\\x", false},
+		{"https://cb.test@evil.example/hooks/x", false},
+		{"https://cb.test/hooks/x#frag", false},
+		{"https://cb.test/hooks/x#", false},
+		{"https://cb.test/hooks/../admin", false},
+		{"https://cb.test/hooks/./x", false},
+		{"https://cb.test/hooks/%2e%2e/admin", false},
+		{"https://cb.test/hooks%2fevil", false},
+		{"https://cb.test/hooks%2Fx", false},
+		{"https://cb.test/hooks\\x", false},
 		{"https://cb%2eexample.com/hooks/x", false},
-		{"https://cb.example.com/hooks/a b", false},
-		{"https://cb.example.com/hooks/\u00e9", false},
-		{"//cb.example.com/hooks/x", false},
+		{"https://cb.test/hooks/a b", false},
+		{"https://cb.test/hooks/\u00e9", false},
+		{"//cb.test/hooks/x", false},
 		{"/hooks/x", false},
-		{"cb.example.com/hooks/x", false},
-		{"https:cb.example.com/hooks/x", false},
-		{"ftp://cb.example.com/hooks/x", false},
+		{"cb.test/hooks/x", false},
+		{"https:cb.test/hooks/x", false},
+		{"ftp://cb.test/hooks/x", false},
 		{"https://api.example.com:8443/v1/status", true},
 		{"https://api.example.com:8443/v1/status/42", true},
 		{"https://api.example.com/v1/status/42", false},
@@ -82,11 +82,11 @@ func TestCallbackAllowed(t *testing.T) {
 			}
 		})
 	}
-	if compat.CallbackAllowed(nil, "https://cb.example.com/hooks") {
+	if compat.CallbackAllowed(nil, "https://cb.test/hooks") {
 		t.Error("nil tenant allowed a URL")
 	}
-	broken := &compat.Tenant{CallbackAllow: []string{"http://cb.example.com/hooks", "https://u@cb.example.com/"}}
-	if compat.CallbackAllowed(broken, "http://cb.example.com/hooks/x") || compat.CallbackAllowed(broken, "https://cb.example.com/x") {
+	broken := &compat.Tenant{CallbackAllow: []string{"http://cb.test/hooks", "https://u@cb.test/"}}
+	if compat.CallbackAllowed(broken, "http://cb.test/hooks/x") || compat.CallbackAllowed(broken, "https://cb.test/x") {
 		t.Error("an invalid prefix matched")
 	}
 }
@@ -96,8 +96,8 @@ func TestCallbackAllowed(t *testing.T) {
 func TestCallbackURLThroughHandler(t *testing.T) {
 	tenant := testTenants()[0]
 	for _, u := range []string{
-		"https://cb.example.com/hooks/x", "https://cb.example.com/hooksevil", "http://cb.example.com/hooks",
-		"https://cb.example.com:8443/hooks", "https://u@cb.example.com/hooks", "http://127.0.0.1:8080/cb/1",
+		"https://cb.test/hooks/x", "https://cb.test/hooksevil", "http://cb.test/hooks",
+		"https://cb.test:8443/hooks", "https://u@cb.test/hooks", "http://127.0.0.1:8080/cb/1",
 	} {
 		t.Run(u, func(t *testing.T) {
 			f := newFixture(t, compat.Options{})
@@ -174,13 +174,13 @@ func TestCallbackBody(t *testing.T) {
 // fragment.
 func FuzzCallbackAllowed(f *testing.F) {
 	for _, s := range []string{
-		"https://cb.example.com/hooks/x", "https://cb.example.com/hooksevil", "https://u@cb.example.com/hooks",
-		"https://cb.example.com:443/hooks/%2e%2e/x", "https://cb.example.com/hooks/x?y=1#z", "http://127.0.0.1:8080/cb/a",
-		"https://[::1]/hooks", "HTTPS://CB.EXAMPLE.COM/hooks/a/../b", "https://cb.example.com\\@evil.example/hooks",
+		"https://cb.test/hooks/x", "https://cb.test/hooksevil", "https://u@cb.test/hooks",
+		"https://cb.test:443/hooks/%2e%2e/x", "https://cb.test/hooks/x?y=1#z", "http://127.0.0.1:8080/cb/a",
+		"https://[::1]/hooks", "HTTPS://CB.EXAMPLE.COM/hooks/a/../b", "https://cb.test\\@evil.example/hooks",
 	} {
 		f.Add(s)
 	}
-	tenant := &compat.Tenant{CallbackAllow: []string{"https://cb.example.com/hooks", "http://127.0.0.1:8080/cb"}}
+	tenant := &compat.Tenant{CallbackAllow: []string{"https://cb.test/hooks", "http://127.0.0.1:8080/cb"}}
 	f.Fuzz(func(t *testing.T, raw string) {
 		if !compat.CallbackAllowed(tenant, raw) {
 			return
@@ -194,7 +194,7 @@ func FuzzCallbackAllowed(f *testing.F) {
 		}
 		host, port, path := strings.ToLower(u.Hostname()), u.Port(), u.Path
 		switch {
-		case u.Scheme == "https" && host == "cb.example.com" && (port == "" || port == "443"):
+		case u.Scheme == "https" && host == "cb.test" && (port == "" || port == "443"):
 			if path != "/hooks" && !strings.HasPrefix(path, "/hooks/") {
 				t.Fatalf("allowed path %q", path)
 			}

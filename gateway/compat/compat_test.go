@@ -21,28 +21,28 @@ func TestFieldsMapped(t *testing.T) {
 			Channel: "email", UID: "e-0001", ExtUserID: "u-1001",
 			From: "Brand <noreply@example.com>", ReplyTo: "support@example.com",
 			Subject: "Your weekly bonus", HTML: "<p>Hello {{pii.first_name}}</p>", Text: "Hello {{pii.first_name}}",
-			CallbackURL: "https://cb.example.com/hooks/email?label=77",
+			CallbackURL: "https://cb.test/hooks/email?label=77",
 		}},
 		{"email minimal with null reply_to", "/compat/email", "email_minimal.json", compat.Request{
 			Channel: "email", UID: "e-0002", ExtUserID: "u-1002", From: "noreply@example.com",
-			Subject: "Receipt", Text: "Thanks", CallbackURL: "https://cb.example.com/hooks",
+			Subject: "Receipt", Text: "Thanks", CallbackURL: "https://cb.test/hooks",
 		}},
 		{"email preview to another address", "/compat/email", "email_preview.json", compat.Request{
 			Channel: "email", UID: "e-0003", ExtUserID: "u-1003", From: "noreply@example.com",
 			Subject: "Preview: spring promo", HTML: "<p>Spring</p>", Text: "Spring",
-			CallbackURL: "https://cb.example.com/hooks/preview", ActivityType: "preview", ToEmailAddress: "designer@example.com",
+			CallbackURL: "https://cb.test/hooks/preview", ActivityType: "preview", ToEmailAddress: "designer@example.com",
 		}},
 		{"email customer support", "/compat/email", "email_support.json", compat.Request{
 			Channel: "email", UID: "e-0004", ExtUserID: "u-1004", From: "support@example.com", ReplyTo: "support@example.com",
-			Subject: "Re: your ticket", HTML: "<p>Answer</p>", Text: "Answer", CallbackURL: "https://cb.example.com/hooks",
+			Subject: "Re: your ticket", HTML: "<p>Answer</p>", Text: "Answer", CallbackURL: "https://cb.test/hooks",
 			ActivityType: "EmailCustomerSupport", ToEmailAddress: "agent@example.com",
 		}},
 		{"sms with every field, email fields ignored", "/compat/sms", "sms_full.json", compat.Request{
 			Channel: "sms", UID: "s-0001", ExtUserID: "u-1001", From: "+15550100001",
-			Text: "Your code is 1234\nSee you", CallbackURL: "https://cb.example.com/hooks/sms",
+			Text: "Your code is 1234\nSee you", CallbackURL: "https://cb.test/hooks/sms",
 		}},
 		{"sms minimal with null from_number", "/compat/sms", "sms_minimal.json", compat.Request{
-			Channel: "sms", UID: "s-0002", ExtUserID: "u-1005", Text: "Hi", CallbackURL: "https://cb.example.com/hooks",
+			Channel: "sms", UID: "s-0002", ExtUserID: "u-1005", Text: "Hi", CallbackURL: "https://cb.test/hooks",
 		}},
 	}
 	for _, tt := range tests {
@@ -200,7 +200,7 @@ func TestErrorCodes(t *testing.T) {
 		{"tab in activity_type", req{body: emailBody(func(m map[string]any) { m["activity_type"] = "pre\tview" })}, compat.CodeInvalid, "activity_type contains control"},
 		{"NUL in body", req{body: emailBody(func(m map[string]any) { m["body"] = "<p>\x00</p>" })}, compat.CodeInvalid, "body contains control"},
 		{"LF in from_number", req{path: "/compat/sms", body: smsBody(func(m map[string]any) { m["from_number"] = "+1555\n0100001" })}, compat.CodeInvalid, "from_number contains control"},
-		{"C1 control in callback_url", req{body: emailBody(func(m map[string]any) { m["callback_url"] = "https://cb.example.com/hooks/\u0085" })}, compat.CodeInvalid, "callback_url contains control"},
+		{"C1 control in callback_url", req{body: emailBody(func(m map[string]any) { m["callback_url"] = "https://cb.test/hooks/\u0085" })}, compat.CodeInvalid, "callback_url contains control"},
 		{"missing ext_user_id", req{body: emailBody(func(m map[string]any) { delete(m, "ext_user_id") })}, compat.CodeInvalid, "ext_user_id is required"},
 		{"null ext_user_id", req{body: emailBody(func(m map[string]any) { m["ext_user_id"] = nil })}, compat.CodeInvalid, "ext_user_id is required"},
 		{"ext_user_id too long", req{body: emailBody(func(m map[string]any) { m["ext_user_id"] = long(129) })}, compat.CodeInvalid, "ext_user_id is too long (max 128 bytes)"},
@@ -210,7 +210,7 @@ func TestErrorCodes(t *testing.T) {
 		{"email_uid non-ASCII", req{body: emailBody(func(m map[string]any) { m["email_uid"] = "e-é" })}, compat.CodeInvalid, "email_uid must be printable"},
 		{"missing im_uid", req{path: "/compat/sms", body: smsBody(func(m map[string]any) { delete(m, "im_uid") })}, compat.CodeInvalid, "im_uid is required"},
 		{"missing callback_url", req{body: emailBody(func(m map[string]any) { delete(m, "callback_url") })}, compat.CodeInvalid, "callback_url is required"},
-		{"callback_url too long", req{body: emailBody(func(m map[string]any) { m["callback_url"] = "https://cb.example.com/hooks/" + long(2048) })}, compat.CodeInvalid, "callback_url is too long"},
+		{"callback_url too long", req{body: emailBody(func(m map[string]any) { m["callback_url"] = "https://cb.test/hooks/" + long(2048) })}, compat.CodeInvalid, "callback_url is too long"},
 		{"missing from", req{body: emailBody(func(m map[string]any) { delete(m, "from_email_address") })}, compat.CodeInvalid, "from_email_address is required"},
 		{"from not an address", req{body: emailBody(func(m map[string]any) { m["from_email_address"] = "noreply" })}, compat.CodeInvalid, "from_email_address is not an email address"},
 		{"reply_to not an address", req{body: emailBody(func(m map[string]any) { m["reply_to_email_address"] = "a@b@c" })}, compat.CodeInvalid, "reply_to_email_address is not an email address"},
@@ -232,7 +232,7 @@ func TestErrorCodes(t *testing.T) {
 		{"sms body too long", req{path: "/compat/sms", body: smsBody(func(m map[string]any) { m["body"] = long(256<<10 + 1) })}, compat.CodeInvalid, "body is too long"},
 		{"from_number too long", req{path: "/compat/sms", body: smsBody(func(m map[string]any) { m["from_number"] = long(33) })}, compat.CodeInvalid, "from_number is too long"},
 		{"from_number non-ASCII", req{path: "/compat/sms", body: smsBody(func(m map[string]any) { m["from_number"] = "Bränd" })}, compat.CodeInvalid, "from_number must be printable"},
-		{"callback_url not allowed", req{body: emailBody(func(m map[string]any) { m["callback_url"] = "https://cb.example.com/hooksevil" })}, compat.CodeCallbackNotAllowed, "callback_url is not under an allowed prefix"},
+		{"callback_url not allowed", req{body: emailBody(func(m map[string]any) { m["callback_url"] = "https://cb.test/hooksevil" })}, compat.CodeCallbackNotAllowed, "callback_url is not under an allowed prefix"},
 		{"another tenant's callback prefix", req{body: emailBody(func(m map[string]any) { m["callback_url"] = "https://beta.example.com/x" })}, compat.CodeCallbackNotAllowed, "nothing was accepted"},
 	}
 	for _, tt := range tests {

@@ -40,7 +40,7 @@ func testTenants() []*compat.Tenant {
 			ID: "acme", Brand: "acme-casino",
 			Secrets:       [][]byte{[]byte(acmeSecret), []byte(acmeSecret2)},
 			AllowIPs:      []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:1::/48"), netip.MustParsePrefix("127.0.0.1/32")},
-			CallbackAllow: []string{"https://cb.example.com/hooks", "http://127.0.0.1:8080/cb"},
+			CallbackAllow: []string{"https://cb.test/hooks", "http://127.0.0.1:8080/cb"},
 			EmailEnabled:  true, SMSEnabled: true,
 		},
 		{
@@ -205,7 +205,7 @@ func emailBody(mutate func(m map[string]any)) []byte {
 		"body":                   "<p>Hi</p>",
 		"text_body":              "Hi",
 		"email_uid":              "e-1000",
-		"callback_url":           "https://cb.example.com/hooks",
+		"callback_url":           "https://cb.test/hooks",
 	}
 	if mutate != nil {
 		mutate(m)
@@ -220,7 +220,7 @@ func smsBody(mutate func(m map[string]any)) []byte {
 		"from_number":  "+15550100001",
 		"body":         "Hi",
 		"im_uid":       "s-1000",
-		"callback_url": "https://cb.example.com/hooks",
+		"callback_url": "https://cb.test/hooks",
 	}
 	if mutate != nil {
 		mutate(m)

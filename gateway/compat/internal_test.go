@@ -24,7 +24,7 @@ func TestAuthenticateComparesEverySecret(t *testing.T) {
 			ID:            fmt.Sprintf("t%d", i),
 			Secrets:       [][]byte{fmt.Appendf(nil, "secret-%02d-first-000", i), fmt.Appendf(nil, "secret-%02d-second-00", i)},
 			AllowIPs:      []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")},
-			CallbackAllow: []string{"https://cb.example.com/"},
+			CallbackAllow: []string{"https://cb.test/"},
 			EmailEnabled:  i%2 == 0, SMSEnabled: i%2 == 1,
 		})
 	}

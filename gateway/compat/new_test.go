@@ -43,17 +43,17 @@ func TestNewRefuses(t *testing.T) {
 		{"no callback prefixes", func() []*compat.Tenant { t := valid(); t.CallbackAllow = nil; return []*compat.Tenant{t} }, &fakeAcceptor{}, compat.Options{}, "callback_allow is empty"},
 		{"http callback prefix off loopback", func() []*compat.Tenant {
 			t := valid()
-			t.CallbackAllow = []string{"http://cb.example.com/hooks"}
+			t.CallbackAllow = []string{"http://cb.test/hooks"}
 			return []*compat.Tenant{t}
 		}, &fakeAcceptor{}, compat.Options{}, "callback_allow 0"},
 		{"callback prefix with userinfo", func() []*compat.Tenant {
 			t := valid()
-			t.CallbackAllow = []string{"https://cb.example.com/ok", "https://u@cb.example.com/"}
+			t.CallbackAllow = []string{"https://cb.test/ok", "https://u@cb.test/"}
 			return []*compat.Tenant{t}
 		}, &fakeAcceptor{}, compat.Options{}, "callback_allow 1"},
 		{"callback prefix with query", func() []*compat.Tenant {
 			t := valid()
-			t.CallbackAllow = []string{"https://cb.example.com/hooks?x=1"}
+			t.CallbackAllow = []string{"https://cb.test/hooks?x=1"}
 			return []*compat.Tenant{t}
 		}, &fakeAcceptor{}, compat.Options{}, "callback_allow 0"},
 		{"callback prefix not absolute", func() []*compat.Tenant {

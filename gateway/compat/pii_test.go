@@ -30,7 +30,7 @@ func canaryEmailBody(mutate func(m map[string]any)) []byte {
 		m["body"] = "<p>" + canaryBody + " " + canaryEmail + "</p>"
 		m["text_body"] = canaryBody + " " + canaryPhone
 		m["email_uid"] = canaryUID
-		m["callback_url"] = "https://cb.example.com/hooks/" + canaryUser
+		m["callback_url"] = "https://cb.test/hooks/" + canaryUser
 		if mutate != nil {
 			mutate(m)
 		}
@@ -43,7 +43,7 @@ func canarySMSBody(mutate func(m map[string]any)) []byte {
 		m["from_number"] = canaryPhone
 		m["body"] = canaryBody + " " + canaryEmail
 		m["im_uid"] = canaryUID
-		m["callback_url"] = "https://cb.example.com/hooks/" + canaryUser
+		m["callback_url"] = "https://cb.test/hooks/" + canaryUser
 		if mutate != nil {
 			mutate(m)
 		}

@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -34,6 +33,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/blindpost/blindpost/adapters/internal/httpx"
 
 	"github.com/blindpost/blindpost/adapters"
 )
@@ -121,7 +122,7 @@ func (c Config) Validate() error {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) && !c.AllowInsecureHTTP {
+		if !httpx.IsLoopback(u.Hostname()) && !c.AllowInsecureHTTP {
 			return fmt.Errorf("push: config: url must be https unless the host is loopback or allow_insecure_http is set: %w", ErrConfig)
 		}
 	default:
@@ -137,14 +138,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("push: config: negative timeout: %w", ErrConfig)
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Message is one push notification for one push token.
@@ -253,7 +246,7 @@ func (c *Client) Send(ctx context.Context, m Message) (Result, error) {
 	req.Header.Set("Authorization", c.cfg.Authorization)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return Result{}, transportError(ctx, err)
+		return Result{}, httpx.TransportError(ctx, "push", err)
 	}
 	defer resp.Body.Close()
 	// Drained for connection reuse, never read: a push gateway may echo
@@ -272,7 +265,7 @@ func (c *Client) Send(ctx context.Context, m Message) (Result, error) {
 		return Result{}, adapters.Permanent(code, fmt.Errorf("push: gateway answered %d: %w", status, ErrUnauthorized))
 	case status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500:
 		e := adapters.Temporary(code, refused)
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())
+		e.RetryAfter = httpx.RetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())
 		return Result{}, e
 	default:
 		return Result{}, adapters.Permanent(code, refused)
@@ -415,42 +408,4 @@ func encode(m Message) ([]byte, error) {
 	}
 	b.WriteString("}}")
 	return b.Bytes(), nil
-}
-
-// retryAfter reads a Retry-After header: delay-seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-// transportError classifies a failure to get an answer. The *url.Error
-// that net/http returns quotes the URL (which an operator may have given a
-// key in its query), so only its cause is kept.
-func transportError(ctx context.Context, err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	code := "push_network"
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
-		code = "push_canceled"
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded),
-		errors.As(err, &ne) && ne.Timeout():
-		code = "push_timeout"
-	}
-	return adapters.Temporary(code, fmt.Errorf("push: %w", err))
 }

@@ -35,6 +35,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/blindpost/blindpost/adapters/internal/httpx"
+
 	"github.com/blindpost/blindpost/adapters"
 )
 
@@ -188,21 +190,13 @@ func checkBaseURL(s string) error {
 	case "http":
 		// The token rides in the path; plain HTTP is only for a Bot API
 		// server (or a test) on the same machine.
-		if !isLoopback(u.Hostname()) {
+		if !httpx.IsLoopback(u.Hostname()) {
 			return fmt.Errorf("telegram: config: base url must be https unless the host is loopback: %w", ErrConfig)
 		}
 	default:
 		return fmt.Errorf("telegram: config: base url scheme must be https: %w", ErrConfig)
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func validParseMode(m string) bool {

@@ -22,13 +22,14 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/blindpost/blindpost/adapters/internal/httpx"
 
 	"github.com/blindpost/blindpost/adapters"
 	"github.com/blindpost/blindpost/adapters/sms"
@@ -38,8 +39,6 @@ const (
 	defaultTimeout   = 30 * time.Second
 	maxResponseBytes = 64 << 10
 	maxReceiptBytes  = 64 << 10
-	// maxRetryAfter is the longest Retry-After believed.
-	maxRetryAfter = 24 * time.Hour
 )
 
 var (
@@ -345,7 +344,7 @@ func (c *Client) Send(ctx context.Context, m sms.Message) (sms.Result, error) {
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return sms.Result{}, transportError(ctx, err)
+		return sms.Result{}, httpx.TransportError(ctx, "http", err)
 	}
 	defer func() {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes))
@@ -359,7 +358,7 @@ func (c *Client) Send(ctx context.Context, m sms.Message) (sms.Result, error) {
 			Err:       fmt.Errorf("httpsms: send: HTTP %d: %w", resp.StatusCode, ErrRejected),
 		}
 		if e.Temporary {
-			e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
+			e.RetryAfter = httpx.RetryAfter(resp.Header.Get("Retry-After"), c.now())
 		}
 		return sms.Result{}, e
 	}
@@ -381,43 +380,4 @@ func (c *Client) succeeded(status int) bool {
 		return status >= 200 && status < 300
 	}
 	return slices.Contains(c.success, status)
-}
-
-// transportError classifies a failure to get an answer. The *url.Error
-// around it is dropped: its text repeats the URL, which may hold a key.
-func transportError(ctx context.Context, err error) error {
-	code := "network"
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		code = "timeout"
-	case errors.Is(err, context.Canceled):
-		code = "canceled"
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return adapters.Temporary(code, fmt.Errorf("httpsms: send: %w", err))
-}
-
-// retryAfter reads an HTTP Retry-After value: delay-seconds or an
-// HTTP-date. It returns 0 for anything else, or for more than a day.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if s <= 0 || s > int64(maxRetryAfter/time.Second) {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 && d <= maxRetryAfter {
-			return d
-		}
-	}
-	return 0
 }

@@ -290,7 +290,7 @@ func TestSendTransportFailures(t *testing.T) {
 		cfg := jsonConfig(t, p.URL)
 		p.Close()
 		_, err := mustNew(t, cfg).Send(context.Background(), sms.Message{To: testTo, Body: "hi"})
-		assertTemporary(t, err, "network")
+		assertTemporary(t, err, "http_network")
 	})
 	t.Run("adapter time-out", func(t *testing.T) {
 		p := startProvider(t, hang)
@@ -298,7 +298,7 @@ func TestSendTransportFailures(t *testing.T) {
 		cfg.Timeout = 50 * time.Millisecond
 		start := time.Now()
 		_, err := mustNew(t, cfg).Send(context.Background(), sms.Message{To: testTo, Body: "hi"})
-		assertTemporary(t, err, "timeout")
+		assertTemporary(t, err, "http_timeout")
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("Send took %v", d)
 		}
@@ -308,14 +308,14 @@ func TestSendTransportFailures(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		_, err := mustNew(t, jsonConfig(t, p.URL)).Send(ctx, sms.Message{To: testTo, Body: "hi"})
-		assertTemporary(t, err, "timeout")
+		assertTemporary(t, err, "http_timeout")
 	})
 	t.Run("canceled", func(t *testing.T) {
 		p := startProvider(t, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		_, err := mustNew(t, jsonConfig(t, p.URL)).Send(ctx, sms.Message{To: testTo, Body: "hi"})
-		assertTemporary(t, err, "canceled")
+		assertTemporary(t, err, "http_canceled")
 	})
 }
 

@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/blindpost/blindpost/adapters/internal/httpx"
 
 	"github.com/blindpost/blindpost/adapters"
 	"github.com/blindpost/blindpost/adapters/sms"
@@ -72,7 +72,7 @@ func (c *Client) Send(ctx context.Context, m sms.Message) (sms.Result, error) {
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return sms.Result{}, transportError(ctx, err)
+		return sms.Result{}, httpx.TransportError(ctx, "twilio", err)
 	}
 	defer func() {
 		// Drain what is left (within bounds) so the connection is reused.
@@ -119,53 +119,9 @@ func (c *Client) failure(resp *http.Response, body []byte) error {
 		Err:       fmt.Errorf("twilio: send: HTTP %d: %w", resp.StatusCode, ErrRejected),
 	}
 	if e.Temporary {
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())
+		e.RetryAfter = httpx.RetryAfter(resp.Header.Get("Retry-After"), c.cfg.Now())
 	}
 	return e
-}
-
-// transportError classifies a failure to get an answer. The *url.Error
-// around it is dropped: its text repeats the URL, which is not needed and
-// which, for other adapters, may hold a key.
-func transportError(ctx context.Context, err error) error {
-	code := "network"
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		code = "timeout"
-	case errors.Is(err, context.Canceled):
-		code = "canceled"
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return adapters.Temporary(code, fmt.Errorf("twilio: send: %w", err))
-}
-
-// maxRetryAfter is the longest hint believed; a longer one is more likely a
-// misconfigured proxy than a plan, and the gateway's own back-off applies.
-const maxRetryAfter = 24 * time.Hour
-
-// retryAfter reads an HTTP Retry-After value: delay-seconds or an
-// HTTP-date. It returns 0 for anything else.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if s <= 0 || s > int64(maxRetryAfter/time.Second) {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 && d <= maxRetryAfter {
-			return d
-		}
-	}
-	return 0
 }
 
 // flexInt reads a JSON number, a string holding one (Twilio sends

@@ -218,7 +218,7 @@ func TestSendTransportFailures(t *testing.T) {
 		cfg := baseConfig(srv.URL)
 		srv.Close()
 		_, err := mustNew(t, cfg).Send(context.Background(), sms.Message{To: testTo, Body: "hi"})
-		assertTemporary(t, err, "network")
+		assertTemporary(t, err, "twilio_network")
 	})
 	t.Run("time-out is temporary", func(t *testing.T) {
 		release := make(chan struct{})
@@ -233,7 +233,7 @@ func TestSendTransportFailures(t *testing.T) {
 		cfg.Timeout = 50 * time.Millisecond
 		start := time.Now()
 		_, err := mustNew(t, cfg).Send(context.Background(), sms.Message{To: testTo, Body: "hi"})
-		assertTemporary(t, err, "timeout")
+		assertTemporary(t, err, "twilio_timeout")
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("Send took %v with a 50ms timeout", d)
 		}
@@ -250,14 +250,14 @@ func TestSendTransportFailures(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		_, err := mustNew(t, baseConfig(srv.URL)).Send(ctx, sms.Message{To: testTo, Body: "hi"})
-		assertTemporary(t, err, "timeout")
+		assertTemporary(t, err, "twilio_timeout")
 	})
 	t.Run("canceled context is temporary", func(t *testing.T) {
 		srv := startTwilio(t, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		_, err := mustNew(t, baseConfig(srv.URL)).Send(ctx, sms.Message{To: testTo, Body: "hi"})
-		assertTemporary(t, err, "canceled")
+		assertTemporary(t, err, "twilio_canceled")
 		if n := len(srv.requests()); n != 0 {
 			t.Errorf("Twilio got %d requests after cancel", n)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/mail"
 	"strings"
@@ -290,52 +291,29 @@ func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.
 		Now: now, FromDomain: addressDomain(m.From),
 		TenantRatePerMinute: g.rate.add(m.Tenant, now, 1),
 	}
-	d, err := g.decide(ctx, in)
-	rec := decisionRecord(in, d, m.ID, "")
-	dec = &rec
-	if err != nil {
-		g.log.Error("policy unavailable at accept", "tenant", m.Tenant, "id", m.ID, "err", err)
-		return Result{ID: m.ID, Status: StatusRetryable, Code: "policy_unavailable", Message: "policy engine unavailable, retry"}, nil, dec
-	}
 	var notBefore time.Time
 	if m.NotBefore != nil {
 		notBefore = *m.NotBefore
 	}
-	if !d.Allow {
-		if !d.Hold() {
-			g.log.Info("denied at accept", "tenant", m.Tenant, "id", m.ID, "decision", d.ID, "reasons", d.Reasons)
-			return rej("denied", "denied by policy: "+strings.Join(d.Reasons, ","))
-		}
-		// The volume guard: the core asks for more than the operator
-		// allows. The message is kept, not lost, and held back; the
-		// operator is alerted.
-		g.metrics.holds.WithLabelValues(m.Tenant).Inc()
-		g.log.Error("volume guard: holding the tenant's traffic", "tenant", m.Tenant, "id", m.ID,
-			"rate_per_minute", in.TenantRatePerMinute, "decision", d.ID)
-		notBefore = later(notBefore, now.Add(volumeHold))
-	}
-	if at, ok, err := d.DeferUntil(); err != nil {
+	adm, err := g.admit(ctx, m, in, notBefore)
+	dec = &adm.record
+	switch {
+	case errors.Is(err, errObligation):
 		return Result{ID: m.ID, Status: StatusRetryable, Code: "policy_unavailable", Message: "unreadable policy obligation, retry"}, nil, dec
-	} else if ok {
-		notBefore = later(notBefore, at)
-	}
-	reserve, counters, err := g.reservations(ctx, m, d)
-	if err != nil {
+	case errors.Is(err, errPolicy):
+		g.log.Error("policy unavailable at accept", "tenant", m.Tenant, "id", m.ID, "err", err)
+		return Result{ID: m.ID, Status: StatusRetryable, Code: "policy_unavailable", Message: "policy engine unavailable, retry"}, nil, dec
+	case err != nil:
 		g.log.Error("frequency caps", "tenant", m.Tenant, "id", m.ID, "err", err)
 		return Result{ID: m.ID, Status: StatusRetryable, Code: "unavailable", Message: "frequency caps unavailable, retry"}, nil, dec
-	}
-	if counters != nil {
-		// A cap is already full: ask the policy again with the counters,
-		// so the decision on record is the one that names the cap.
-		in.Counters = counters
-		d2, err := g.decide(ctx, in)
-		rec2 := decisionRecord(in, d2, m.ID, "")
-		dec = &rec2
-		if err == nil && !d2.Allow {
-			return rej("denied", "denied by policy: "+strings.Join(d2.Reasons, ","))
-		}
+	case adm.denied != nil:
+		g.log.Info("denied at accept", "tenant", m.Tenant, "id", m.ID, "reasons", adm.denied)
+		return rej("denied", "denied by policy: "+strings.Join(adm.denied, ","))
+	case adm.capped:
 		return rej(queue.CodeFrequencyCap, "frequency cap reached; not sent")
 	}
+	reserve := adm.reserve
+	notBefore = adm.notBefore
 
 	ext := newExtID()
 	res := Result{ID: m.ID, Status: StatusAccepted, ExtMessageID: ext}
@@ -348,6 +326,72 @@ func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.
 	}
 	return res, &queue.Item{Tenant: m.Tenant, ID: m.ID, Hash: b.Digests[i],
 		Answer: queue.Answer{Status: StatusAccepted, ExtMessageID: ext}, Entry: e, Reserve: reserve}, dec
+}
+
+// admission is what the policy decided when a message request arrived.
+type admission struct {
+	record     audit.Record // the decision on record: the second one, naming the cap, when a cap is full
+	decisionID string       // its id
+	notBefore  time.Time    // the earliest send: the request's own, a hold, a deferral
+	reserve    []queue.Reservation
+	denied     []string // non-nil: refused by the policy, for these reasons
+	capped     bool     // refused: a frequency cap is full
+}
+
+// Why admit could not decide; each is worth a retry by the caller.
+var (
+	errPolicy     = errors.New("policy unavailable")
+	errObligation = errors.New("unreadable policy obligation")
+	errCaps       = errors.New("frequency caps unavailable")
+)
+
+// admit asks the policy about a message request at acceptance, for the
+// native and the compat API alike, and works out its obligations: the
+// volume guard's hold, a quiet-hours deferral, the frequency-cap slots to
+// reserve with the enqueue.
+func (g *Gateway) admit(ctx context.Context, m *envelope.Message, in policy.Input, notBefore time.Time) (admission, error) {
+	d, err := g.decide(ctx, in)
+	a := admission{record: decisionRecord(in, d, m.ID, ""), decisionID: d.ID, notBefore: notBefore}
+	if err != nil {
+		return a, fmt.Errorf("%w: %w", errPolicy, err)
+	}
+	if !d.Allow {
+		if !d.Hold() {
+			a.denied = d.Reasons
+			return a, nil
+		}
+		// The volume guard: the core asks for more than the operator
+		// allows. The message is kept, not lost, and held back; the
+		// operator is alerted.
+		g.metrics.holds.WithLabelValues(m.Tenant).Inc()
+		g.log.Error("volume guard: holding the tenant's traffic", "tenant", m.Tenant, "id", m.ID, "api", in.API,
+			"rate_per_minute", in.TenantRatePerMinute, "decision", d.ID)
+		a.notBefore = later(a.notBefore, in.Now.Add(volumeHold))
+	}
+	if at, ok, err := d.DeferUntil(); err != nil {
+		return a, fmt.Errorf("%w: %w", errObligation, err)
+	} else if ok {
+		a.notBefore = later(a.notBefore, at)
+	}
+	reserve, counters, err := g.reservations(ctx, m, d)
+	if err != nil {
+		return a, fmt.Errorf("%w: %w", errCaps, err)
+	}
+	if counters != nil {
+		// A cap is already full: ask the policy again with the counters,
+		// so the decision on record is the one that names the cap.
+		in.Counters = counters
+		d2, err := g.decide(ctx, in)
+		a.record, a.decisionID = decisionRecord(in, d2, m.ID, ""), d2.ID
+		if err == nil && !d2.Allow {
+			a.denied = d2.Reasons
+		} else {
+			a.capped = true
+		}
+		return a, nil
+	}
+	a.reserve = reserve
+	return a, nil
 }
 
 // volumeHold is how long the volume guard holds a message back.

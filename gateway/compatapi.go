@@ -215,33 +215,18 @@ func (g *Gateway) AcceptCompat(ctx context.Context, t *compat.Tenant, r compat.R
 		ToOverrideDomain:    addressDomain(r.ToEmailAddress),
 		TenantRatePerMinute: g.rate.add(m.Tenant, now, 1),
 	}
-	d, err := g.decide(ctx, in)
-	rec := decisionRecord(in, d, m.ID, "")
-	if err != nil {
+	adm, err := g.admit(ctx, &m, in, time.Time{})
+	rec := adm.record
+	switch {
+	case err != nil:
 		g.appendAudit(ctx, rec)
-		return "", fmt.Errorf("policy: %w", compat.ErrUnavailable)
-	}
-	var notBefore time.Time
-	if !d.Allow {
-		if !d.Hold() {
-			g.appendAudit(ctx, rec, compatAnswer(m, "", "denied", d.ID))
-			return "", compat.Denied(d.Reasons...)
-		}
-		g.metrics.holds.WithLabelValues(m.Tenant).Inc()
-		g.log.Error("volume guard: holding the tenant's traffic", "tenant", m.Tenant, "api", "compat", "decision", d.ID)
-		notBefore = now.Add(volumeHold)
-	}
-	if at, ok, err := d.DeferUntil(); err != nil {
-		return "", fmt.Errorf("obligation: %w", compat.ErrUnavailable)
-	} else if ok {
-		notBefore = later(notBefore, at)
-	}
-	reserve, counters, err := g.reservations(ctx, &m, d)
-	if err != nil {
-		return "", fmt.Errorf("frequency caps: %w", compat.ErrUnavailable)
-	}
-	if counters != nil {
-		g.appendAudit(ctx, rec, compatAnswer(m, "", queue.CodeFrequencyCap, d.ID))
+		g.log.Error("compat request not decided", "tenant", m.Tenant, "uid", compat.UIDHash(r.UID), "err", err)
+		return "", fmt.Errorf("%w: %w", err, compat.ErrUnavailable)
+	case adm.denied != nil:
+		g.appendAudit(ctx, rec, compatAnswer(m, "", "denied", adm.decisionID))
+		return "", compat.Denied(adm.denied...)
+	case adm.capped:
+		g.appendAudit(ctx, rec, compatAnswer(m, "", queue.CodeFrequencyCap, adm.decisionID))
 		return "", compat.Denied(queue.CodeFrequencyCap)
 	}
 
@@ -257,15 +242,15 @@ func (g *Gateway) AcceptCompat(ctx context.Context, t *compat.Tenant, r compat.R
 	h.Sum(hash[:0])
 	ext := newExtID()
 	rec.ExtID = ext
-	if err := g.appendAudit(ctx, rec, compatAnswer(m, ext, "", d.ID)); err != nil {
+	if err := g.appendAudit(ctx, rec, compatAnswer(m, ext, "", adm.decisionID)); err != nil {
 		return "", fmt.Errorf("audit: %w", compat.ErrUnavailable)
 	}
 	outs, err := g.queue.Accept(ctx, []queue.Item{{
 		Tenant: m.Tenant, ID: m.ID, Hash: hash,
 		Answer: queue.Answer{Status: StatusAccepted, ExtMessageID: ext},
 		Entry: &queue.Entry{ExtID: ext, Tenant: m.Tenant, MsgID: m.ID, Brand: m.Brand, User: m.To.Subject,
-			Request: raw, Created: now, NotBefore: notBefore, CallbackURL: r.CallbackURL, Compat: extras},
-		Reserve: reserve,
+			Request: raw, Created: now, NotBefore: adm.notBefore, CallbackURL: r.CallbackURL, Compat: extras},
+		Reserve: adm.reserve,
 	}})
 	if err != nil {
 		return "", fmt.Errorf("queue: %w", compat.ErrUnavailable)

@@ -22,6 +22,7 @@ import (
 	"github.com/blindpost/blindpost/audit"
 	"github.com/blindpost/blindpost/gateway/queue"
 	"github.com/blindpost/blindpost/gateway/throttle"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // SMSSender delivers one rendered SMS.
@@ -177,6 +178,28 @@ func (g *Gateway) openChannels(cfg *Config, opts Options) error {
 	}
 	if cs.pushSender != nil {
 		cs.push = &channel{adapter: "push", lim: throttle.New(cfg.Push.Throttle.config(), g.now)}
+	}
+
+	// Each adapter's breaker, for the operator's dashboards: 0 closed,
+	// 1 half-open (one trial call), 2 open (calls put off).
+	for _, ch := range []*channel{cs.email, cs.sms, cs.im, cs.push} {
+		if ch == nil {
+			continue
+		}
+		lim := ch.lim
+		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "blindpost_gateway_adapter_circuit",
+			Help:        "The adapter's circuit breaker: 0 closed, 1 half-open, 2 open.",
+			ConstLabels: prometheus.Labels{"adapter": ch.adapter},
+		}, func() float64 {
+			switch lim.State() {
+			case throttle.Open:
+				return 2
+			case throttle.HalfOpen:
+				return 1
+			}
+			return 0
+		}))
 	}
 
 	// DKIM keys, by tenant and brand ("/" for the default).

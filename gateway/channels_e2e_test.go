@@ -379,3 +379,42 @@ func TestRateLimitPacesWithoutLoss(t *testing.T) {
 		t.Error("no paced messages counted")
 	}
 }
+
+// With the relay down, the first failures are retried with back-off and
+// reported deferred; then the breaker opens and the rest wait in the
+// queue without calling the relay, their attempts untouched. Nothing fails.
+func TestCircuitBreakerOpensWhenTheRelayIsDown(t *testing.T) {
+	r := newRig(t, devenv.Options{Gateway: func(c *gateway.Config) {
+		c.SMTP.Throttle = gateway.ThrottleConfig{BreakerFailures: 2, BreakerCooldown: gateway.Duration(time.Minute)}
+		c.Send.MaxAttempts = 2
+	}})
+	r.put("u-1", alex())
+	r.env.Capture.Close() // the relay goes away
+	var msgs []envelope.Message
+	for _, id := range []string{"cb-1", "cb-2", "cb-3", "cb-4", "cb-5"} {
+		msgs = append(msgs, message(id, "u-1"))
+	}
+	accepted(t, r.send(msgs...))
+	for range 3 { // each round would use an attempt, were they counted
+		r.drain()
+	}
+	var deferred int
+	for _, p := range r.env.Core.Received() {
+		switch p.Status {
+		case gateway.StatusDeferred:
+			deferred++
+		default:
+			t.Errorf("%s: %s %s", p.ID, p.Status, p.Reason)
+		}
+	}
+	if deferred != 2 {
+		t.Errorf("%d deferred callbacks, want the 2 that opened the breaker", deferred)
+	}
+	m := r.metrics()
+	if !strings.Contains(m, `blindpost_gateway_adapter_circuit{adapter="smtp"} 2`) {
+		t.Error("breaker not reported open")
+	}
+	if !regexp.MustCompile(`blindpost_gateway_paced_total\{adapter="smtp",reason="circuit_open"\} [1-9]`).MatchString(m) {
+		t.Error("no message counted as put off by the open circuit")
+	}
+}

@@ -152,3 +152,73 @@ func TestCompatEmailEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// An SMS through the compat API: the player's number from the vault, the
+// text as sent, the status to the request's callback_url under im_uid.
+func TestCompatSMSEndToEnd(t *testing.T) {
+	tw := newTwilio(t)
+	public := freeAddr(t)
+	var mu sync.Mutex
+	var cbs []map[string]any
+	cbSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		cbs = append(cbs, m)
+		mu.Unlock()
+	}))
+	defer cbSrv.Close()
+	const secret = "compat-sms-secret-0123456789"
+	t.Setenv("BP_TEST_COMPAT_SECRET", secret)
+	t.Setenv("BP_TEST_TWILIO_TOKEN", "twilio-test-token")
+	r := newRig(t, devenv.Options{Gateway: func(c *gateway.Config) {
+		c.SMS = gateway.SMSConfig{Adapter: "twilio", Twilio: gateway.TwilioConfig{BaseURL: tw.URL, AccountSID: "AC0123",
+			AuthTokenEnv: "BP_TEST_TWILIO_TOKEN", From: "+15550100999"}}
+		c.Public = gateway.PublicConfig{Listen: public, BaseURL: "https://" + public, TLS: true}
+		c.Tenants[0].Compat = gateway.TenantCompat{SMS: true, SecretsEnv: "BP_TEST_COMPAT_SECRET",
+			AllowIPs: []string{"127.0.0.1/32"}, CallbackAllow: []string{cbSrv.URL + "/hooks"},
+			Brand: devenv.Brand, Category: "transactional", Purpose: "account_verification"}
+	}})
+	rec := alex()
+	rec.Phone = "+15550100001"
+	r.put("u-1", rec)
+	client, err := r.in.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"ext_user_id": "u-1", "body": "Your code: 4711", "im_uid": "sms-uid-1",
+		"callback_url": cbSrv.URL + "/hooks/sms"})
+	req, _ := http.NewRequest("POST", r.in.MessageURL+"/compat/sms", bytes.NewReader(b))
+	req.Header.Set("Authorization", secret)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a compatAnswer
+	json.NewDecoder(resp.Body).Decode(&a)
+	resp.Body.Close()
+	if a.ErrorCode != 0 {
+		t.Fatalf("compat sms: %+v", a)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		r.drain()
+		mu.Lock()
+		n := len(cbs)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tw.mu.Lock()
+	if len(tw.forms) != 1 || tw.forms[0].Get("To") != "+15550100001" || tw.forms[0].Get("Body") != "Your code: 4711" {
+		t.Errorf("twilio got %v", tw.forms)
+	}
+	tw.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(cbs) != 1 || cbs[0]["im_uid"] != "sms-uid-1" || cbs[0]["status"] != "sent" || cbs[0]["ext_message_id"] != a.ExtMessageID {
+		t.Errorf("callbacks %v", cbs)
+	}
+}

@@ -100,6 +100,8 @@ func gatewaySMTP(addr string) (smtp.Config, int) {
 		HeloName: cfg.SMTP.Helo,
 		TLS:      smtp.TLSMode(cfg.SMTP.TLS),
 		Timeout:  time.Duration(cfg.SMTP.Timeout),
+		Pool: smtp.PoolConfig{MaxConns: cfg.SMTP.Pool.MaxConns, MaxIdle: cfg.SMTP.Pool.MaxIdle,
+			IdleTimeout: time.Duration(cfg.SMTP.Pool.IdleTimeout), MaxMessagesPerConn: cfg.SMTP.Pool.MaxMessagesPerConn},
 	}, cfg.Send.Workers
 }
 

@@ -39,9 +39,14 @@ const (
 	StatusOptedOut = "opted_out"
 )
 
+// claimBatch is how many due messages a worker claims at once: one queue
+// write (an fsync) leases them all. More would hold leases on messages a
+// worker cannot get to soon, and widen what a crash delays.
+const claimBatch = 4
+
 func (g *Gateway) sendLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		n, err := g.SendDue(ctx, 1)
+		n, err := g.SendDue(ctx, claimBatch)
 		if err != nil && ctx.Err() == nil {
 			g.log.Error("send loop", "err", err)
 		}

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Prepares what the test suite needs besides Go, run by `make test` (and so
 # by .ci/run) before `go test`:
+#   - PostgreSQL (installed, configured for loopback trust and started when
+#     missing or stopped), for the vault's shared record store;
 #   - Node.js and npm, and the npm `smpp` package: the SMPP adapter's tests
 #     run an independent SMSC (adapters/sms/smpp/testdata/smsc) under Node.
 # The vault and the queue are embedded SQLite files, and the SMTP, HTTP
@@ -37,6 +39,37 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	apt_install nodejs npm
 fi
 echo "services.sh: node $(node --version), npm $(npm --version)"
+
+# PostgreSQL on 127.0.0.1:5432, trust auth, database "test": the shared
+# vault record store's tests (vault/postgres) run against it.
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+if ! pg_ready; then
+	if ! command -v pg_lsclusters >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+		apt_install postgresql
+	fi
+	ver=$(ls /etc/postgresql | sort -n | tail -1)
+	if [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
+		as_root pg_createcluster "$ver" main
+	fi
+	hba=/etc/postgresql/$ver/main/pg_hba.conf
+	if ! as_root grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+		echo "services.sh: trust auth for loopback in $hba (a test machine only)"
+		as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nlocal all all trust' "$hba"
+	fi
+	echo "services.sh: starting PostgreSQL $ver"
+	as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start || as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main reload
+	for _ in $(seq 60); do pg_ready && break; sleep 0.5; done
+fi
+if pg_ready; then
+	psql -h 127.0.0.1 -U postgres -tAc "select 1 from pg_database where datname='test'" | grep -q 1 ||
+		createdb -h 127.0.0.1 -U postgres test
+	echo "services.sh: PostgreSQL ready on 127.0.0.1:5432"
+elif [ -n "${CI:-}" ]; then
+	echo "services.sh: PostgreSQL did not start" >&2
+	exit 1
+else
+	echo "services.sh: PostgreSQL unavailable; its tests will skip" >&2
+fi
 
 smsc=adapters/sms/smpp/testdata/smsc
 if [ ! -d "$smsc/node_modules/smpp" ]; then

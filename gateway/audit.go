@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/blindpost/blindpost/audit"
 	"github.com/blindpost/blindpost/envelope"
@@ -80,4 +81,40 @@ func (s auditedStore) Erase(ctx context.Context, ref vault.Ref) error {
 	}
 	return s.g.appendAudit(ctx, newRecord(audit.KindErasure, ref.Tenant, audit.ErasureData{Brand: ref.Brand},
 		func(r *audit.Record) { r.Pseudonym = pseudonym }))
+}
+
+// shredder completes erasures a record store can only finish later: the
+// PostgreSQL store rewrites its tables so that erased rows leave no bytes
+// behind (vault/postgres).
+type shredder interface {
+	Shred(ctx context.Context) error
+	Pending(ctx context.Context) (n int, oldest time.Time, err error)
+}
+
+// shredLoop runs the record store's shredding on its schedule. Until it
+// runs, an erased subject's sealed row and wrapped key survive as dead
+// tuples in the database files (never readable through the store).
+func (g *Gateway) shredLoop(ctx context.Context) {
+	every := time.Duration(g.cfg.Vault.Postgres.ShredInterval)
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, oldest, err := g.shredder.Pending(ctx)
+		if err != nil || n == 0 {
+			continue
+		}
+		if err := g.shredder.Shred(ctx); err != nil {
+			g.log.Warn("vault shred deferred", "pending", n, "oldest", oldest, "err", err)
+			continue
+		}
+		g.log.Info("vault shred done", "erasures", n)
+	}
 }

@@ -55,7 +55,26 @@ type KeysConfig struct {
 }
 
 type VaultConfig struct {
+	// Embedded holds the key-encryption key settings (key_file or
+	// passphrase_env), used by every record store, and the embedded
+	// store's file, used unless Postgres is configured.
 	Embedded EmbeddedVaultConfig `yaml:"embedded"`
+	// Postgres, when its dsn_env is set, keeps the records in PostgreSQL
+	// instead, where several gateway nodes share them.
+	Postgres PostgresVaultConfig `yaml:"postgres"`
+}
+
+// PostgresVaultConfig configures the PostgreSQL record store (vault/postgres).
+type PostgresVaultConfig struct {
+	// DSNEnv names the environment variable holding the connection string
+	// (it carries a password, so it is never in the file).
+	DSNEnv string `yaml:"dsn_env"`
+	Schema string `yaml:"schema"` // default blindpost_vault
+	// ShredInterval is how often erased subjects' dead rows are rewritten
+	// out of the tables (crypto-shredding completes then); default 1h.
+	// ShredOnErase does it within every erasure instead (small stores).
+	ShredInterval Duration `yaml:"shred_interval"`
+	ShredOnErase  bool     `yaml:"shred_on_erase"`
 }
 
 type EmbeddedVaultConfig struct {

@@ -35,6 +35,8 @@ import (
 	"github.com/blindpost/blindpost/policy"
 	"github.com/blindpost/blindpost/vault"
 	"github.com/blindpost/blindpost/vault/embedded"
+	"github.com/blindpost/blindpost/vault/postgres"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Decider is the policy engine as the pipeline uses it.
@@ -82,6 +84,7 @@ type Gateway struct {
 	opener    *envelope.Opener
 	signing   *envelope.SigningKey
 	store     vault.Store
+	shredder  shredder // the record store's deferred erasure, if it has one
 	policy    Decider
 	evaluator *policy.Evaluator
 	queue     *queue.Queue
@@ -228,12 +231,37 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 	if err != nil {
 		return nil, fmt.Errorf("vault.embedded: %w", err)
 	}
-	st, err := embedded.Open(cfg.Vault.Embedded.Path, kp, embedded.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("vault.embedded: %w", err)
+	if pc := cfg.Vault.Postgres; pc.DSNEnv != "" {
+		dsn, err := env("vault.postgres.dsn_env", pc.DSNEnv)
+		if err != nil {
+			return nil, err
+		}
+		st, err := postgres.Open(ctx, dsn, kp, postgres.Options{Schema: pc.Schema, ShredOnErase: pc.ShredOnErase, Logger: g.log})
+		if err != nil {
+			return nil, fmt.Errorf("vault.postgres: %w", err)
+		}
+		g.store, g.shredder = st, st
+		g.closers = append(g.closers, st.Close)
+		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "blindpost_gateway_vault_erasures_pending",
+			Help: "Erasures whose dead rows the next shred will remove from the database files.",
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			n, _, err := st.Pending(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}))
+	} else {
+		st, err := embedded.Open(cfg.Vault.Embedded.Path, kp, embedded.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("vault.embedded: %w", err)
+		}
+		g.store = st
+		g.closers = append(g.closers, st.Close)
 	}
-	g.store = st
-	g.closers = append(g.closers, st.Close)
 
 	// Queue.
 	q, err := queue.Open(filepath.Join(cfg.DataDir, "queue.db"), queue.Options{Now: g.now, Logger: g.log})
@@ -513,6 +541,10 @@ func (g *Gateway) serve(ctx context.Context, workers bool) error {
 	if p := g.cfg.Policy; p.Bundle != "" && p.ReloadInterval > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); g.evaluator.Watch(wctx, p.Bundle, time.Duration(p.ReloadInterval)) }()
+	}
+	if workers && g.shredder != nil && !g.cfg.Vault.Postgres.ShredOnErase {
+		wg.Add(1)
+		go func() { defer wg.Done(); g.shredLoop(wctx) }()
 	}
 	if workers {
 		for i := 0; i < g.cfg.Send.Workers; i++ {

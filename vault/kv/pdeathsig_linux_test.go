@@ -1,0 +1,10 @@
+package kv_test
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+func killWithParent(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/blindpost/blindpost/vault/hashivault"
 )
 
 // Config is the gateway's configuration file. Decoding is strict: an unknown
@@ -62,6 +64,20 @@ type VaultConfig struct {
 	// Postgres, when its dsn_env is set, keeps the records in PostgreSQL
 	// instead, where several gateway nodes share them.
 	Postgres PostgresVaultConfig `yaml:"postgres"`
+	// Hashicorp, when its address is set, keeps the key-encryption and
+	// token keys in Vault/OpenBao Transit instead of the local key file
+	// (vault/hashivault). `blindpost vault setup` creates the keys.
+	Hashicorp hashivault.Config `yaml:"hashicorp"`
+	// KV keeps the records in Vault's KV v2 engine (vault/kv), reached
+	// with the hashicorp settings: PII nowhere but in Vault.
+	KV KVVaultConfig `yaml:"kv"`
+}
+
+// KVVaultConfig selects the Vault KV v2 record store.
+type KVVaultConfig struct {
+	Enabled bool   `yaml:"enabled"`
+	Mount   string `yaml:"mount"`  // default "secret"
+	Prefix  string `yaml:"prefix"` // default "blindpost"
 }
 
 // PostgresVaultConfig configures the PostgreSQL record store (vault/postgres).
@@ -254,6 +270,11 @@ func (c *Config) resolvePaths(base string) {
 	}
 	abs(&c.Keys.Signing)
 	abs(&c.Vault.Embedded.KeyFile)
+	for _, p := range []*string{&c.Vault.Hashicorp.CAFile, &c.Vault.Hashicorp.ClientCert, &c.Vault.Hashicorp.ClientKey,
+		&c.Vault.Hashicorp.Auth.TokenFile, &c.Vault.Hashicorp.Auth.RoleIDFile, &c.Vault.Hashicorp.Auth.SecretIDFile,
+		&c.Vault.Hashicorp.Auth.ServiceAccountTokenFile} {
+		abs(p)
+	}
 	if c.DataDir != "" && !filepath.IsAbs(c.Vault.Embedded.Path) {
 		c.Vault.Embedded.Path = filepath.Join(c.DataDir, c.Vault.Embedded.Path)
 	}
@@ -313,7 +334,17 @@ func (c *Config) Validate() error {
 		bad("keys.signing", "required")
 	}
 	ev := c.Vault.Embedded
+	hv := c.Vault.Hashicorp
 	switch {
+	case hv.Address != "":
+		if ev.KeyFile != "" || ev.PassphraseEnv != "" {
+			bad("vault.hashicorp", "the keys live in Transit: leave vault.embedded.key_file and passphrase_env empty")
+		}
+		if err := hv.Validate(); err != nil {
+			bad("vault.hashicorp", "%v", err)
+		}
+	case c.Vault.KV.Enabled:
+		bad("vault.kv", "needs vault.hashicorp")
 	case ev.KeyFile == "" && ev.PassphraseEnv == "":
 		bad("vault.embedded", "one of key_file or passphrase_env is required")
 	case ev.KeyFile != "" && ev.PassphraseEnv != "":

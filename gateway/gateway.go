@@ -35,6 +35,8 @@ import (
 	"github.com/blindpost/blindpost/policy"
 	"github.com/blindpost/blindpost/vault"
 	"github.com/blindpost/blindpost/vault/embedded"
+	"github.com/blindpost/blindpost/vault/hashivault"
+	"github.com/blindpost/blindpost/vault/kv"
 	"github.com/blindpost/blindpost/vault/postgres"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -77,22 +79,24 @@ type Options struct {
 
 // Gateway is one running gateway node.
 type Gateway struct {
-	cfg       *Config
-	log       *slog.Logger
-	now       func() time.Time
-	poll      time.Duration
-	opener    *envelope.Opener
-	signing   *envelope.SigningKey
-	store     vault.Store
-	shredder  shredder // the record store's deferred erasure, if it has one
-	policy    Decider
-	evaluator *policy.Evaluator
-	queue     *queue.Queue
-	audit     *audit.Log
-	email     EmailSender
-	channels  *channels
-	dkim      map[string]*smtp.DKIM // tenant "/" brand, "/" for the default
-	unsub     *unsubscriber         // nil without public.listen
+	cfg      *Config
+	log      *slog.Logger
+	now      func() time.Time
+	poll     time.Duration
+	opener   *envelope.Opener
+	signing  *envelope.SigningKey
+	store    vault.Store
+	shredder shredder // the record store's deferred erasure, if it has one
+	// vaultHealth reports a sealed or unreachable Vault (nil without one).
+	vaultHealth func(context.Context) error
+	policy      Decider
+	evaluator   *policy.Evaluator
+	queue       *queue.Queue
+	audit       *audit.Log
+	email       EmailSender
+	channels    *channels
+	dkim        map[string]*smtp.DKIM // tenant "/" brand, "/" for the default
+	unsub       *unsubscriber         // nil without public.listen
 
 	compat        *compat.Handler // nil unless a tenant enables the compat API
 	compatTenants map[string]*compat.Tenant
@@ -227,11 +231,29 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 	g.policy = ev
 
 	// Vault.
-	kp, err := keyProvider(cfg.Vault.Embedded)
-	if err != nil {
+	var kp vault.KeyProvider
+	var hv *hashivault.Provider
+	if cfg.Vault.Hashicorp.Address != "" {
+		if hv, err = hashivault.New(ctx, cfg.Vault.Hashicorp, hashivault.Options{Logger: g.log}); err != nil {
+			return nil, fmt.Errorf("vault.hashicorp: %w", err)
+		}
+		g.closers = append(g.closers, hv.Close)
+		g.vaultHealth = hv.Health
+		kp = hv
+	} else if kp, err = keyProvider(cfg.Vault.Embedded); err != nil {
 		return nil, fmt.Errorf("vault.embedded: %w", err)
 	}
-	if pc := cfg.Vault.Postgres; pc.DSNEnv != "" {
+	if cfg.Vault.KV.Enabled {
+		st, err := kv.New(hv.Client(), kp, kv.Options{Mount: cfg.Vault.KV.Mount, Prefix: cfg.Vault.KV.Prefix})
+		if err != nil {
+			return nil, fmt.Errorf("vault.kv: %w", err)
+		}
+		if err := st.Check(ctx); err != nil {
+			return nil, fmt.Errorf("vault.kv: %w", err)
+		}
+		g.store = st
+		g.closers = append(g.closers, st.Close)
+	} else if pc := cfg.Vault.Postgres; pc.DSNEnv != "" {
 		dsn, err := env("vault.postgres.dsn_env", pc.DSNEnv)
 		if err != nil {
 			return nil, err
@@ -596,6 +618,13 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if _, err := g.queue.Len(r.Context()); err != nil {
 		http.Error(w, "queue unavailable", http.StatusServiceUnavailable)
 		return
+	}
+	// A sealed or unreachable Vault resolves nothing: messages wait.
+	if g.vaultHealth != nil {
+		if err := g.vaultHealth(r.Context()); err != nil {
+			http.Error(w, "vault unavailable", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	// A log that failed a write refuses every append until restarted, and
 	// the gateway then neither accepts nor sends: not ready.

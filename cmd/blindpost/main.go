@@ -47,6 +47,7 @@ func commands() map[string]command {
 		"demo":     {"run the whole journey once on a temporary directory", runDemo},
 		"audit":    {"for auditors: blindpost audit verify --log DIR --key PUB [--since CP]; show --message ID; export --from T --to T", runAudit},
 		"policy":   {"for auditors: blindpost policy test [--bundle DIR]; blindpost policy eval --input FILE", runPolicy},
+		"vault":    {"prepare Vault/OpenBao Transit keys for the config's tenants: blindpost vault setup --config FILE", runVault},
 	}
 }
 

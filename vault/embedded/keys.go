@@ -15,7 +15,6 @@ import (
 	"os"
 
 	"golang.org/x/crypto/argon2"
-	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/hkdf"
 
 	"github.com/blindpost/blindpost/vault"
@@ -46,9 +45,6 @@ const (
 	kekLabel   = "blindpost-kek-v1"
 	tokenLabel = "blindpost-token-v1"
 )
-
-// wrapFormat is the first byte of a wrapped key and of a sealed record.
-const wrapFormat = 1
 
 // LocalKeyProvider keeps a 32-byte master key in memory, read from a key
 // file or derived from a passphrase, and derives every tenant key from it
@@ -202,7 +198,7 @@ func (p *LocalKeyProvider) Wrap(ctx context.Context, tenant string, dataKey, ad 
 	}
 	kek := p.derive(kekLabel, tenant, 0)
 	defer clear(kek)
-	return seal(kek, dataKey, ad)
+	return vault.Seal(kek, dataKey, ad)
 }
 
 // Unwrap opens a wrapped data key. A wrong key, a wrong tenant or wrong
@@ -216,7 +212,7 @@ func (p *LocalKeyProvider) Unwrap(ctx context.Context, tenant string, wrapped, a
 	}
 	kek := p.derive(kekLabel, tenant, 0)
 	defer clear(kek)
-	dk, err := open(kek, wrapped, ad)
+	dk, err := vault.Open(kek, wrapped, ad)
 	if err != nil {
 		return nil, fmt.Errorf("unwrap data key: %w", err)
 	}
@@ -243,37 +239,6 @@ func (p *LocalKeyProvider) TokenMAC(ctx context.Context, tenant string, version 
 
 // TokenVersion returns DefaultTokenVersion.
 func (p *LocalKeyProvider) TokenVersion() int { return DefaultTokenVersion }
-
-// seal encrypts with XChaCha20-Poly1305 under a random 24-byte nonce:
-// format byte ‖ nonce ‖ ciphertext. Random nonces are safe at this size.
-func seal(key, plaintext, ad []byte) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plaintext)+aead.Overhead())
-	out[0] = wrapFormat
-	if _, err := rand.Read(out[1:]); err != nil {
-		return nil, err
-	}
-	return aead.Seal(out, out[1:], plaintext, ad), nil
-}
-
-func open(key, sealed, ad []byte) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
-	}
-	if len(sealed) < 1+aead.NonceSize()+aead.Overhead() || sealed[0] != wrapFormat {
-		return nil, fmt.Errorf("%w: malformed ciphertext", vault.ErrCorrupt)
-	}
-	nonce, ct := sealed[1:1+aead.NonceSize()], sealed[1+aead.NonceSize():]
-	pt, err := aead.Open(nil, nonce, ct, ad)
-	if err != nil {
-		return nil, fmt.Errorf("%w: authentication failed", vault.ErrCorrupt)
-	}
-	return pt, nil
-}
 
 // String never prints key material.
 func (p *LocalKeyProvider) String() string { return "embedded.LocalKeyProvider" }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -503,43 +502,11 @@ func scanRow(q pgx.Row) (row, error) {
 }
 
 func (s *Store) seal(ctx context.Context, ref vault.Ref, version int64, rec vault.Record) (wrapped, sealed []byte, err error) {
-	pt, err := json.Marshal(rec)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer clear(pt)
-	dk := make([]byte, 32)
-	defer clear(dk)
-	if _, err := io.ReadFull(rand.Reader, dk); err != nil {
-		return nil, nil, err
-	}
-	ad := vault.AssociatedData(ref, version)
-	if sealed, err = seal(dk, pt, ad); err != nil {
-		return nil, nil, err
-	}
-	if wrapped, err = s.kp.Wrap(ctx, ref.Tenant, dk, ad); err != nil {
-		return nil, nil, fmt.Errorf("wrap data key: %w", err)
-	}
-	return wrapped, sealed, nil
+	return vault.SealRecord(ctx, s.kp, ref, version, rec)
 }
 
 func (s *Store) openRow(ctx context.Context, ref vault.Ref, r row) (vault.Record, error) {
-	ad := vault.AssociatedData(ref, r.version)
-	dk, err := s.kp.Unwrap(ctx, ref.Tenant, r.wrapped, ad)
-	if err != nil {
-		return vault.Record{}, fmt.Errorf("open record: %w", err)
-	}
-	defer clear(dk)
-	pt, err := open(dk, r.sealed, ad)
-	if err != nil {
-		return vault.Record{}, fmt.Errorf("open record: %w", err)
-	}
-	defer clear(pt)
-	var rec vault.Record
-	if err := json.Unmarshal(pt, &rec); err != nil {
-		return vault.Record{}, fmt.Errorf("open record: %w: undecodable", vault.ErrCorrupt)
-	}
-	return rec, nil
+	return vault.OpenRecord(ctx, s.kp, ref, r.version, r.wrapped, r.sealed)
 }
 
 // Resolve opens the record of ref.

@@ -1,12 +1,14 @@
 package audit
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -60,6 +62,16 @@ type Report struct {
 // with the report of what it read so far. It does not read the hashes and
 // index files, which the log derives from the entries.
 func Verify(dir string, pub ed25519.PublicKey, origin string, since []byte) (Report, error) {
+	if since == nil {
+		return VerifyWitnessed(dir, pub, origin)
+	}
+	return VerifyWitnessed(dir, pub, origin, since)
+}
+
+// VerifyWitnessed is Verify against any number of earlier checkpoints held
+// by others (a witness copy, a checkpoint an auditor kept), in one pass over
+// the entries: the log must be consistent with every one of them.
+func VerifyWitnessed(dir string, pub ed25519.PublicKey, origin string, witnessed ...[]byte) (Report, error) {
 	rep := Report{ByKind: make(map[string]int)}
 	v, err := NewVerifier(origin, pub)
 	if err != nil {
@@ -68,13 +80,15 @@ func Verify(dir string, pub ed25519.PublicKey, origin string, since []byte) (Rep
 	if _, err := os.Stat(dir); err != nil {
 		return rep, fmt.Errorf("audit: verify: %w", err)
 	}
-	var witness *Checkpoint
-	if since != nil {
-		c, err := ParseCheckpoint(since, v)
+	var witnesses []Checkpoint
+	var maxWitness int64
+	for i, b := range witnessed {
+		c, err := ParseCheckpoint(b, v)
 		if err != nil {
-			return rep, fmt.Errorf("%w (the since checkpoint)", err)
+			return rep, fmt.Errorf("%w (witnessed checkpoint %d)", err, i+1)
 		}
-		witness = &c
+		witnesses = append(witnesses, c)
+		maxWitness = max(maxWitness, c.Size)
 	}
 	cps, err := readCheckpoints(filepath.Join(dir, checkpointsFile), v)
 	rep.Checkpoints = len(cps)
@@ -90,22 +104,22 @@ func Verify(dir string, pub ed25519.PublicKey, origin string, since []byte) (Rep
 	// The roots to compare, by tree size, in increasing order.
 	type target struct {
 		Checkpoint
-		witness bool
+		witness int // 0: the log's own; k: the k-th witnessed checkpoint
 	}
 	var targets []target
 	for _, c := range cps {
-		targets = append(targets, target{c, false})
+		targets = append(targets, target{c, 0})
 	}
-	if witness != nil {
-		i := 0
-		for i < len(targets) && targets[i].Size <= witness.Size {
-			i++
-		}
-		targets = append(targets[:i], append([]target{{*witness, true}}, targets[i:]...)...)
+	for i, c := range witnesses {
+		targets = append(targets, target{c, i + 1})
 	}
+	slices.SortStableFunc(targets, func(a, b target) int { return cmp.Compare(a.Size, b.Size) })
 	mismatch := func(t target, i int64) error {
-		if t.witness {
-			return fmt.Errorf("%w: the tree of size %d differs from the witness checkpoint", ErrInconsistent, i)
+		if t.witness > 0 {
+			if len(witnesses) == 1 {
+				return fmt.Errorf("%w: the tree of size %d differs from the witness checkpoint", ErrInconsistent, i)
+			}
+			return fmt.Errorf("%w: the tree of size %d differs from witnessed checkpoint %d", ErrInconsistent, i, t.witness)
 		}
 		return fmt.Errorf("%w: entries 0 to %d do not match the checkpoint of size %d", ErrAltered, i-1, i)
 	}
@@ -181,8 +195,8 @@ func Verify(dir string, pub ed25519.PublicKey, origin string, since []byte) (Rep
 	if latest.Size > rep.Size {
 		return rep, fmt.Errorf("%w: %d entries, the latest checkpoint signs %d", ErrTruncated, rep.Size, latest.Size)
 	}
-	if witness != nil && witness.Size > rep.Size {
-		return rep, fmt.Errorf("%w: %d entries, the witness checkpoint signs %d", ErrTruncated, rep.Size, witness.Size)
+	if maxWitness > rep.Size {
+		return rep, fmt.Errorf("%w: %d entries, a witnessed checkpoint signs %d", ErrTruncated, rep.Size, maxWitness)
 	}
 	rep.Unsigned = rep.Size - latest.Size
 	return rep, nil

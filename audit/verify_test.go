@@ -305,3 +305,37 @@ func TestVerifyRefusesAnotherOrigin(t *testing.T) {
 		t.Fatalf("Verify = %v, want ErrForgedCheckpoint", err)
 	}
 }
+
+// Many witnessed checkpoints are checked in one pass: all consistent
+// passes; one from a rewritten history among good ones is named.
+func TestVerifyWitnessedManyCheckpointsInOnePass(t *testing.T) {
+	g, witness := signedLog(t)
+	l := g.open(t)
+	var cps [][]byte
+	for range 3 {
+		mustAppend(t, g, l, 2)
+		cp, err := l.Checkpoint(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cps = append(cps, cp)
+	}
+	l.Close()
+	all := append([][]byte{witness}, cps...)
+	if _, err := audit.VerifyWitnessed(g.dir, g.pub, origin, all...); err != nil {
+		t.Fatalf("consistent witnesses: %v", err)
+	}
+	// A checkpoint of another history, signed with the same key.
+	other := &gateway{dir: t.TempDir(), pub: g.pub, priv: g.priv, signer: g.signer, clock: g.clock}
+	ol := other.open(t)
+	mustAppend(t, other, ol, 9)
+	foreign, err := ol.Checkpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ol.Close()
+	_, err = audit.VerifyWitnessed(g.dir, g.pub, origin, cps[0], foreign, cps[1])
+	if !errors.Is(err, audit.ErrInconsistent) || !strings.Contains(err.Error(), "witnessed checkpoint 2") {
+		t.Fatalf("VerifyWitnessed = %v, want ErrInconsistent naming checkpoint 2", err)
+	}
+}

@@ -68,10 +68,8 @@ func runAudit(ctx context.Context, c *cli, args []string) error {
 			if err != nil {
 				return fmt.Errorf("audit verify: witness: %w", err)
 			}
-			for i, cp := range cps {
-				if _, err := audit.Verify(*dir, key.Public, *origin, cp); err != nil {
-					return fmt.Errorf("audit verify: FAILED against witnessed checkpoint %d of %d: %w", i+1, len(cps), err)
-				}
+			if _, err := audit.VerifyWitnessed(*dir, key.Public, *origin, cps...); err != nil {
+				return fmt.Errorf("audit verify: FAILED against the witness copy (%d checkpoints): %w", len(cps), err)
 			}
 			fmt.Fprintf(c.stdout, "consistent with all %d checkpoints of the witness copy %s\n", len(cps), *witness)
 		}

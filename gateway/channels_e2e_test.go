@@ -418,3 +418,33 @@ func TestCircuitBreakerOpensWhenTheRelayIsDown(t *testing.T) {
 		t.Error("no message counted as put off by the open circuit")
 	}
 }
+
+// Waiting does not use attempts up, but it does not last forever either:
+// a message still put off by the pacing past send.max_age fails, with a
+// final callback.
+func TestPacedMessagesStillHaveAMaximumAge(t *testing.T) {
+	r := newRig(t, devenv.Options{Gateway: func(c *gateway.Config) {
+		c.SMTP.Throttle = gateway.ThrottleConfig{Rate: 2, Burst: 1, MaxWait: gateway.Duration(time.Millisecond)}
+		c.Send.MaxAge = gateway.Duration(time.Second)
+	}})
+	r.put("u-1", alex())
+	ids := []string{"age-1", "age-2", "age-3"}
+	accepted(t, r.send(message(ids[0], "u-1"), message(ids[1], "u-1"), message(ids[2], "u-1")))
+	r.drain() // one goes out; the others wait half a second for a token
+	time.Sleep(1200 * time.Millisecond)
+	r.drain() // one more token: one goes out, the last is put off again, past its age
+	var sent, aged int
+	for _, id := range ids {
+		switch st, reason := r.callback(id); {
+		case st == gateway.StatusSent:
+			sent++
+		case st == gateway.StatusFailed && reason == "max_age:rate_limited":
+			aged++
+		default:
+			t.Errorf("%s: %q %q", id, st, reason)
+		}
+	}
+	if sent != 2 || aged != 1 {
+		t.Fatalf("sent %d, failed for age %d; want 2 and 1", sent, aged)
+	}
+}

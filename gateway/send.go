@@ -96,10 +96,13 @@ func (g *Gateway) process(ctx context.Context, e queue.Entry) {
 	}
 	g.metrics.sendDur.Observe(g.now().Sub(start).Seconds())
 
-	if !o.retryAt.IsZero() && !o.postpone {
-		if e.Attempts >= g.cfg.Send.MaxAttempts {
+	// Waiting (postponed) never uses attempts up, but no message waits
+	// longer than max_age: then it fails, with a final callback.
+	if !o.retryAt.IsZero() {
+		switch {
+		case !o.postpone && e.Attempts >= g.cfg.Send.MaxAttempts:
 			o = outcome{status: StatusFailed, reason: "max_attempts:" + o.reason, decision: o.decision, adapter: o.adapter}
-		} else if age := g.now().Sub(e.Created); age > time.Duration(g.cfg.Send.MaxAge) {
+		case g.now().Sub(e.Created) > time.Duration(g.cfg.Send.MaxAge):
 			o = outcome{status: StatusFailed, reason: "max_age:" + o.reason, decision: o.decision, adapter: o.adapter}
 		}
 	}

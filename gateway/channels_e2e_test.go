@@ -331,7 +331,9 @@ func TestTelegramAndPush(t *testing.T) {
 // each once. A message that could only go out after it expires expires.
 func TestRateLimitPacesWithoutLoss(t *testing.T) {
 	r := newRig(t, devenv.Options{Gateway: func(c *gateway.Config) {
-		c.SMTP.Throttle = gateway.ThrottleConfig{Rate: 1, Burst: 1, MaxWait: gateway.Duration(time.Millisecond)}
+		// A token every 2 s: slow enough that a loaded machine's own
+		// delays cannot change which message gets one.
+		c.SMTP.Throttle = gateway.ThrottleConfig{Rate: 0.5, Burst: 1, MaxWait: gateway.Duration(time.Millisecond)}
 		c.Send.MaxAttempts = 1 // pacing must not use attempts up
 	}})
 	r.put("u-1", alex())
@@ -340,12 +342,12 @@ func TestRateLimitPacesWithoutLoss(t *testing.T) {
 		msgs = append(msgs, message(id, "u-1"))
 	}
 	accepted(t, r.send(msgs...))
-	r.drain() // one goes out and takes the only token; the next is a second away
+	r.drain() // one goes out and takes the only token; the next is 2 s away
 	exp := message("rl-exp", "u-1")
 	at := time.Now().Add(600 * time.Millisecond)
 	exp.ExpiresAt = &at
 	accepted(t, r.send(exp))
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		r.drain()
 		done := 0
@@ -424,14 +426,15 @@ func TestCircuitBreakerOpensWhenTheRelayIsDown(t *testing.T) {
 // final callback.
 func TestPacedMessagesStillHaveAMaximumAge(t *testing.T) {
 	r := newRig(t, devenv.Options{Gateway: func(c *gateway.Config) {
-		c.SMTP.Throttle = gateway.ThrottleConfig{Rate: 2, Burst: 1, MaxWait: gateway.Duration(time.Millisecond)}
+		// A token every 2 s, as above.
+		c.SMTP.Throttle = gateway.ThrottleConfig{Rate: 0.5, Burst: 1, MaxWait: gateway.Duration(time.Millisecond)}
 		c.Send.MaxAge = gateway.Duration(time.Second)
 	}})
 	r.put("u-1", alex())
 	ids := []string{"age-1", "age-2", "age-3"}
 	accepted(t, r.send(message(ids[0], "u-1"), message(ids[1], "u-1"), message(ids[2], "u-1")))
-	r.drain() // one goes out; the others wait half a second for a token
-	time.Sleep(1200 * time.Millisecond)
+	r.drain() // one goes out; the others wait 2 s for a token
+	time.Sleep(2200 * time.Millisecond)
 	r.drain() // one more token: one goes out, the last is put off again, past its age
 	var sent, aged int
 	for _, id := range ids {

@@ -175,6 +175,15 @@ func (g *Gateway) deliver(ctx context.Context, e queue.Entry) (outcome, string, 
 	retry := func(reason string) outcome {
 		return outcome{status: StatusDeferred, reason: reason, retryAt: now.Add(g.backoff(e.Attempts))}
 	}
+	if ch := g.channels.get(m.Channel); ch != nil {
+		if d := ch.lim.Blocked(); d != nil {
+			// The adapter could not take it now anyway: no vault lookup,
+			// no decision, nothing on record for a message that waits.
+			o := classify(d, ch.adapter, now, retry)
+			o.adapter = ch.adapter
+			return o, m.Channel, ""
+		}
+	}
 
 	// Resolve: only the recipient of this message, only now.
 	ref := vault.Ref{Tenant: m.Tenant, Brand: m.Brand, User: m.To.Subject}

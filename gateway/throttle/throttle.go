@@ -253,6 +253,35 @@ func (l *Limiter) record(err error, temporary func(error) bool) {
 	}
 }
 
+// Blocked reports, taking nothing, whether a call now would be put off: the
+// circuit is open, or the next token is further away than MaxWait. Callers
+// use it to skip work (a vault lookup, a policy decision) for a message
+// that could not be sent anyway; Do still decides.
+func (l *Limiter) Blocked() *Deferred {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if !l.openTill.IsZero() && (now.Before(l.openTill) || l.trial) {
+		until := l.openTill
+		if !until.After(now) {
+			until = now.Add(time.Second)
+		}
+		return &Deferred{Until: until, Err: ErrCircuitOpen}
+	}
+	if l.cfg.Rate > 0 {
+		tokens := l.tokens
+		if el := now.Sub(l.last).Seconds(); el > 0 {
+			tokens = math.Min(float64(l.cfg.Burst), tokens+el*l.cfg.Rate)
+		}
+		if tokens < 1 {
+			if delay := time.Duration((1 - tokens) / l.cfg.Rate * float64(time.Second)); delay > l.cfg.MaxWait {
+				return &Deferred{Until: now.Add(delay), Err: ErrRateLimited}
+			}
+		}
+	}
+	return nil
+}
+
 // State reports the breaker's state: Closed, Open or HalfOpen.
 func (l *Limiter) State() string {
 	l.mu.Lock()

@@ -229,3 +229,30 @@ func BenchmarkDo(b *testing.B) {
 		}
 	})
 }
+
+// Blocked agrees with what Do would do, and takes nothing.
+func TestBlocked(t *testing.T) {
+	c := newClock()
+	l := New(Config{Rate: 2, Burst: 1, MaxWait: time.Millisecond, BreakerFailures: 1, BreakerCooldown: time.Minute}, c.now)
+	ctx := context.Background()
+	for range 3 {
+		if d := l.Blocked(); d != nil {
+			t.Fatalf("fresh limiter blocked: %v", d)
+		}
+	}
+	if err := l.Do(ctx, ok, isTemp); err != nil {
+		t.Fatal(err)
+	}
+	d := l.Blocked()
+	if d == nil || !errors.Is(d, ErrRateLimited) || d.Until.Sub(c.now()) != 500*time.Millisecond {
+		t.Fatalf("after the only token: %v", d)
+	}
+	c.add(500 * time.Millisecond)
+	if d := l.Blocked(); d != nil {
+		t.Fatalf("a token later: %v", d)
+	}
+	l.Do(ctx, failTemp, isTemp)
+	if d := l.Blocked(); d == nil || !errors.Is(d, ErrCircuitOpen) {
+		t.Fatalf("open circuit: %v", d)
+	}
+}

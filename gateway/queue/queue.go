@@ -161,6 +161,7 @@ type Queue struct {
 	max  int
 	log  *slog.Logger
 	reqs chan *acceptReq
+	ops  chan *groupOp // send-side updates for the group writer (group.go)
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -177,6 +178,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		max:     opts.MaxBatch,
 		log:     opts.Logger,
 		reqs:    make(chan *acceptReq),
+		ops:     make(chan *groupOp),
 		closing: make(chan struct{}),
 	}
 	if q.now == nil {
@@ -221,8 +223,9 @@ func Open(path string, opts Options) (*Queue, error) {
 		db.Close()
 		return nil, err
 	}
-	q.writer.Add(1)
+	q.writer.Add(2)
 	go q.writeLoop()
+	go q.groupLoop()
 	return q, nil
 }
 

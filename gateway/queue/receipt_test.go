@@ -3,6 +3,8 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,5 +128,47 @@ func TestPostponeKeepsAttempts(t *testing.T) {
 	}
 	if err := q.Postpone(ctx, "nope", c.Now(), nil); !errors.Is(err, queue.ErrNotFound) {
 		t.Errorf("unknown entry: %v", err)
+	}
+}
+
+// Concurrent send-side updates share transactions (group commit); one that
+// fails (an entry already gone) fails alone, and the sequence numbers of
+// the others stay without gaps.
+func TestGroupedFinishesFailAlone(t *testing.T) {
+	ctx := context.Background()
+	q := newQueue(t, newClock())
+	var items []queue.Item
+	for i := range 20 {
+		id := fmt.Sprintf("m%02d", i)
+		items = append(items, accepted("t1", id, "u1", request("t1", id)))
+	}
+	mustAccept(t, q, items...)
+	if _, err := q.Claim(ctx, 100, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 30)
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ext := fmt.Sprintf("ext_t1_m%02d", i) // 20..29 do not exist
+			errs[i] = q.Finish(ctx, ext, queue.Event{Status: "sent"})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i < 20) != (err == nil) || (i >= 20 && !errors.Is(err, queue.ErrNotFound)) {
+			t.Errorf("finish %d: %v", i, err)
+		}
+	}
+	evs, err := q.ClaimEvents(ctx, 100, time.Minute)
+	if err != nil || len(evs) != 20 {
+		t.Fatalf("%d events, %v; want 20", len(evs), err)
+	}
+	for i, ev := range evs {
+		if ev.Seq != int64(i+1) {
+			t.Fatalf("event %d has seq %d: a failed update left a gap", i, ev.Seq)
+		}
 	}
 }

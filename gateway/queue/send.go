@@ -51,7 +51,7 @@ RETURNING `+entryColumns, now.Add(lease).UnixNano(), now.UnixNano(), limit)
 // entry is gone (finished or cancelled already), Finish writes nothing and
 // returns ErrNotFound, so every entry gets exactly one final event.
 func (q *Queue) Finish(ctx context.Context, extID string, ev Event, refs ...ProviderRef) error {
-	err := q.write(ctx, func(tx *txn) error {
+	err := q.writeGrouped(ctx, func(tx *txn) error {
 		var k entryKey
 		err := tx.QueryRowContext(ctx, `DELETE FROM entries WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`, extID).
 			Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL)
@@ -84,7 +84,7 @@ func (q *Queue) Finish(ctx context.Context, extID string, ev Event, refs ...Prov
 // optional status event (such as "deferred") written in the same
 // transaction. ErrNotFound if the entry is gone.
 func (q *Queue) Retry(ctx context.Context, extID string, at time.Time, ev *Event) error {
-	err := q.write(ctx, func(tx *txn) error {
+	err := q.writeGrouped(ctx, func(tx *txn) error {
 		var k entryKey
 		n := unixNano(at)
 		err := tx.QueryRowContext(ctx, `UPDATE entries SET not_before = ?, due = ? WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`,
@@ -108,7 +108,7 @@ func (q *Queue) Retry(ctx context.Context, extID string, at time.Time, ev *Event
 // It gives back the attempt Claim counted, so waiting never uses up a
 // message's attempts.
 func (q *Queue) Postpone(ctx context.Context, extID string, at time.Time, ev *Event) error {
-	err := q.write(ctx, func(tx *txn) error {
+	err := q.writeGrouped(ctx, func(tx *txn) error {
 		var k entryKey
 		n := unixNano(at)
 		err := tx.QueryRowContext(ctx, `UPDATE entries SET not_before = ?, due = ?, attempts = max(attempts - 1, 0)

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+
+	"github.com/blindpost/blindpost/adapters/smtp"
 
 	"github.com/blindpost/blindpost/gateway"
 )
@@ -35,8 +38,26 @@ func runConfig(ctx context.Context, c *cli, args []string) error {
 	if len(args) != 2 || args[0] != "check" {
 		return fmt.Errorf("config: want check FILE")
 	}
-	if _, err := gateway.LoadConfig(args[1]); err != nil {
+	cfg, err := gateway.LoadConfig(args[1])
+	if err != nil {
 		return err
+	}
+	// The DKIM keys must load and be strong enough, and their public halves
+	// must be in DNS before mail is signed with them: print what to publish.
+	for i, k := range cfg.SMTP.DKIM {
+		pem, err := os.ReadFile(k.KeyFile)
+		if err != nil {
+			return fmt.Errorf("smtp.dkim[%d]: %w", i, err)
+		}
+		signer, err := smtp.LoadDKIMKey(pem)
+		if err != nil {
+			return fmt.Errorf("smtp.dkim[%d]: %w", i, err)
+		}
+		name, value, err := (&smtp.DKIM{Domain: k.Domain, Selector: k.Selector, Signer: signer}).TXTRecord()
+		if err != nil {
+			return fmt.Errorf("smtp.dkim[%d]: %w", i, err)
+		}
+		fmt.Fprintf(c.stdout, "smtp.dkim[%d]: publish %s TXT %q\n", i, name, value)
 	}
 	fmt.Fprintf(c.stdout, "%s: ok\n", args[1])
 	return nil

@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,5 +191,36 @@ func TestAuditVerifyShowAndExportWorkWithOnlyTheLogAndPublicKeys(t *testing.T) {
 	os.WriteFile(path, b, 0o600)
 	if out, err := runCLI(t, "", "audit", "verify", "--log", in.AuditLog, "--key", in.GatewaySigningPub); err == nil {
 		t.Fatalf("audit verify accepted an altered log:\n%s", out)
+	}
+}
+
+// config check loads each DKIM key and prints the TXT record to publish;
+// a key it cannot use fails the check.
+func TestConfigCheckPrintsDKIMRecords(t *testing.T) {
+	dir := t.TempDir()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	os.WriteFile(filepath.Join(dir, "dkim.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, "weak.pem"), []byte("not a key"), 0o600)
+	base, err := os.ReadFile("../../gateway/testdata/config/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, keyFile string) string {
+		cfg := strings.Replace(string(base), "smtp: {addr: \"relay.internal:587\", helo: gateway.example.com, tls: require}",
+			"smtp: {addr: \"relay.internal:587\", helo: gateway.example.com, tls: require, dkim: [{domain: example.com, selector: bp1, key_file: "+keyFile+"}]}", 1)
+		if cfg == string(base) {
+			t.Fatal("the fixture's smtp line changed; update this test")
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(cfg), 0o600)
+		return p
+	}
+	out, err := runCLI(t, "", "config", "check", write("good.yaml", "dkim.pem"))
+	if err != nil || !strings.Contains(out, "publish bp1._domainkey.example.com TXT") || !strings.Contains(out, "k=ed25519; p=") {
+		t.Fatalf("config check: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "", "config", "check", write("bad.yaml", "weak.pem")); err == nil || !strings.Contains(err.Error(), "smtp.dkim[0]") {
+		t.Fatalf("config check with an unusable key: %v", err)
 	}
 }

@@ -80,6 +80,29 @@ func ParseToken(s string) (Kind, int, error) {
 	return kind, version, nil
 }
 
+// RecordTokens returns the tokens of the addresses rec holds (email, phone,
+// Telegram chat id), by kind, under the tenant's token key of the given
+// version: what a store indexes the record under.
+func RecordTokens(ctx context.Context, kp KeyProvider, tenant string, version int, rec Record) (map[Kind]string, error) {
+	tokens := map[Kind]string{}
+	for _, f := range [...]struct {
+		kind  Kind
+		value string
+	}{
+		{KindEmail, rec.Email}, {KindPhone, rec.Phone}, {KindTelegram, rec.TelegramChatID},
+	} {
+		if f.value == "" {
+			continue
+		}
+		tok, err := Tokenize(ctx, kp, tenant, version, f.kind, f.value)
+		if err != nil {
+			return nil, err
+		}
+		tokens[f.kind] = tok
+	}
+	return tokens, nil
+}
+
 // Tokenize normalises value and returns its token under the tenant's token
 // key of the given version. Stores implement Store.Tokenize with it, so
 // every backend mints the same tokens from the same keys.

@@ -423,23 +423,7 @@ func (s *Store) put(ctx context.Context, ref vault.Ref, rec vault.Record, tokens
 }
 
 func (s *Store) recordTokens(ctx context.Context, tenant string, rec vault.Record) (map[vault.Kind]string, error) {
-	tokens := map[vault.Kind]string{}
-	for _, f := range [...]struct {
-		kind  vault.Kind
-		value string
-	}{
-		{vault.KindEmail, rec.Email}, {vault.KindPhone, rec.Phone}, {vault.KindTelegram, rec.TelegramChatID},
-	} {
-		if f.value == "" {
-			continue
-		}
-		tok, err := vault.Tokenize(ctx, s.kp, tenant, s.tokenVersion, f.kind, f.value)
-		if err != nil {
-			return nil, err
-		}
-		tokens[f.kind] = tok
-	}
-	return tokens, nil
+	return vault.RecordTokens(ctx, s.kp, tenant, s.tokenVersion, rec)
 }
 
 func subjectLockIndex(ref vault.Ref) int {

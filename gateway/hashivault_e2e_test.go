@@ -3,18 +3,13 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/blindpost/blindpost/gateway"
 	"github.com/blindpost/blindpost/internal/devenv"
+	"github.com/blindpost/blindpost/internal/vaultdev"
 	"github.com/blindpost/blindpost/vault/hashivault"
 )
 
@@ -22,54 +17,22 @@ import (
 // builds it) with Transit mounted, and returns its address and root token.
 func startVault(t *testing.T) (addr, token string) {
 	t.Helper()
-	bin := os.Getenv("BLINDPOST_VAULT_BIN")
-	if bin == "" {
-		home, _ := os.UserHomeDir()
-		bin = filepath.Join(home, ".cache", "blindpost", "bin", "vault")
-	}
-	if _, err := os.Stat(bin); err != nil {
+	bin, err := vaultdev.Binary()
+	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("no Vault binary at %s (run scripts/services.sh)", bin)
+			t.Fatalf("%v (run scripts/services.sh)", err)
 		}
-		t.Skipf("no Vault binary at %s", bin)
+		t.Skip(err)
 	}
-	b := make([]byte, 16)
-	rand.Read(b)
-	token, addr = "root-"+hex.EncodeToString(b), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "server", "-dev", "-dev-root-token-id="+token, "-dev-listen-address="+addr, "-dev-no-store-token")
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
+	s, err := vaultdev.Start(bin, vaultdev.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
-	call := func(method, path, body string) (int, error) {
-		req, _ := http.NewRequest(method, "http://"+addr+"/v1/"+path, strings.NewReader(body))
-		req.Header.Set("X-Vault-Token", token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
+	t.Cleanup(s.Stop)
+	if err := s.Mount("transit"); err != nil {
+		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, err := call("GET", "sys/health", ""); err == nil && code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Vault did not start:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if code, err := call("POST", "sys/mounts/transit", `{"type":"transit"}`); err != nil || code/100 != 2 {
-		t.Fatalf("mount transit: %d %v", code, err)
-	}
-	return "http://" + addr, token
+	return s.Addr, s.RootToken
 }
 
 // The gateway with its keys in Vault's Transit and its records in Vault's

@@ -18,7 +18,7 @@ import (
 func appRole(t testing.TB, s *devServer, policy string, opts map[string]any) (roleID, secretID string) {
 	t.Helper()
 	pname := "p-" + randomHex(4)
-	if err := s.root.Sys().PutPolicy(pname, policy); err != nil {
+	if err := s.Root.Sys().PutPolicy(pname, policy); err != nil {
 		t.Fatal(err)
 	}
 	role := "r-" + randomHex(4)
@@ -26,15 +26,15 @@ func appRole(t testing.TB, s *devServer, policy string, opts map[string]any) (ro
 	for k, v := range opts {
 		body[k] = v
 	}
-	if _, err := s.root.Logical().Write("auth/approle/role/"+role, body); err != nil {
+	if _, err := s.Root.Logical().Write("auth/approle/role/"+role, body); err != nil {
 		t.Fatal(err)
 	}
-	sec, err := s.root.Logical().Read("auth/approle/role/" + role + "/role-id")
+	sec, err := s.Root.Logical().Read("auth/approle/role/" + role + "/role-id")
 	if err != nil {
 		t.Fatal(err)
 	}
 	roleID = sec.Data["role_id"].(string)
-	sec, err = s.root.Logical().Write("auth/approle/role/"+role+"/secret-id", nil)
+	sec, err = s.Root.Logical().Write("auth/approle/role/"+role+"/secret-id", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestTokenLoginFailures(t *testing.T) {
 	})
 	t.Run("token file", func(t *testing.T) {
 		cfg := baseConfig(s)
-		cfg.Auth.TokenEnv, cfg.Auth.TokenFile = "", writeFile(t, "token", s.rootToken+"\n")
+		cfg.Auth.TokenEnv, cfg.Auth.TokenFile = "", writeFile(t, "token", s.RootToken+"\n")
 		p := mustNew(t, cfg, hashivault.Options{})
 		if err := p.Health(ctx); err != nil {
 			t.Fatal(err)
@@ -313,7 +313,7 @@ func TestRevokedTokenLogsInAgain(t *testing.T) {
 	logs := &logRecorder{}
 	p := mustNew(t, appRoleConfig(t, s, roleID, secretID), hashivault.Options{Logger: logs.logger()})
 	first := p.Client().Token()
-	if err := s.root.Auth().Token().RevokeTree(first); err != nil {
+	if err := s.Root.Auth().Token().RevokeTree(first); err != nil {
 		t.Fatal(err)
 	}
 	_, err := p.TokenMAC(ctx, tenant, 1, []byte("m"))

@@ -28,7 +28,7 @@ func runAll(b *testing.B, f func(p *hashivault.Provider) error) {
 	p := rootProvider(b, s)
 	cfg := baseConfig(s)
 	cfg.MaxInFlight = -1
-	alone := mustNew(b, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.rootToken)})
+	alone := mustNew(b, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.RootToken)})
 	b.Run("serial", func(b *testing.B) {
 		for b.Loop() {
 			if err := f(p); err != nil {
@@ -121,7 +121,7 @@ func BenchmarkResolve(b *testing.B) {
 	tenant := setupTenant(b, p, "bench")
 	cfg := baseConfig(s)
 	cfg.MaxInFlight = -1
-	alone := mustNew(b, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.rootToken)})
+	alone := mustNew(b, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.RootToken)})
 	keyFile := filepath.Join(b.TempDir(), "master.key")
 	if err := embedded.GenerateKeyFile(keyFile); err != nil {
 		b.Fatal(err)

@@ -21,7 +21,7 @@ func TestSealedThenKilledVaultIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.stop)
+	t.Cleanup(s.Stop)
 	p := rootProvider(t, s)
 	tenant := setupTenant(t, p, "seal")
 	dk, ad := dataKey(t), refAD(tenant, "u-1", 1)
@@ -46,7 +46,7 @@ func TestSealedThenKilledVaultIsUnavailable(t *testing.T) {
 			if !errors.Is(err, vault.ErrUnavailable) || errors.Is(err, vault.ErrCorrupt) {
 				t.Fatalf("%s: %v, want only ErrUnavailable", name, err)
 			}
-			assertClean(t, err, dk, w, []byte(s.rootToken))
+			assertClean(t, err, dk, w, []byte(s.RootToken))
 			if !strings.Contains(err.Error(), reason) {
 				t.Fatalf("%s: err %q lacks %q", name, err, reason)
 			}
@@ -66,7 +66,7 @@ func TestSealedThenKilledVaultIsUnavailable(t *testing.T) {
 		}
 	})
 	t.Run("killed", func(t *testing.T) {
-		s.kill()
+		s.Kill()
 		start := time.Now()
 		expect(t, "cannot reach Vault")
 		if d := time.Since(start); d > 5*time.Second {
@@ -79,14 +79,14 @@ func TestUntrustedCertificateIsUnavailable(t *testing.T) {
 	s := needVault(t)
 	cfg := baseConfig(s)
 	cfg.CAFile = ""
-	_, err := hashivault.New(ctx, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.rootToken)})
-	wantKind(t, err, vault.ErrUnavailable, []byte(s.rootToken))
+	_, err := hashivault.New(ctx, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.RootToken)})
+	wantKind(t, err, vault.ErrUnavailable, []byte(s.RootToken))
 	if !strings.Contains(err.Error(), "TLS certificate not trusted") {
 		t.Fatalf("err %q", err)
 	}
 	cfg = baseConfig(s)
 	cfg.TLSServerName = "vault.example.com" // not in the dev certificate
-	_, err = hashivault.New(ctx, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.rootToken)})
+	_, err = hashivault.New(ctx, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.RootToken)})
 	wantKind(t, err, vault.ErrUnavailable)
 }
 

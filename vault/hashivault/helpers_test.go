@@ -26,8 +26,8 @@ func newTenant(prefix string) string { return prefix + "-" + randomHex(4) }
 // the environment (Options.Getenv) as BP_TEST_TOKEN.
 func baseConfig(s *devServer) hashivault.Config {
 	return hashivault.Config{
-		Address:    s.addr,
-		CAFile:     s.caFile,
+		Address:    s.Addr,
+		CAFile:     s.CAFile,
 		MaxRetries: -1,
 		Auth:       hashivault.AuthConfig{Method: hashivault.AuthToken, TokenEnv: "BP_TEST_TOKEN"},
 	}
@@ -54,7 +54,7 @@ func mustNew(t testing.TB, cfg hashivault.Config, opts hashivault.Options) *hash
 // rootProvider is a Provider with the root token, for setting up keys.
 func rootProvider(t testing.TB, s *devServer) *hashivault.Provider {
 	t.Helper()
-	return mustNew(t, baseConfig(s), hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.rootToken)})
+	return mustNew(t, baseConfig(s), hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.RootToken)})
 }
 
 // setupTenant creates a fresh tenant's keys and returns it.
@@ -114,7 +114,7 @@ func assertClean(t testing.TB, err error, secrets ...[]byte) {
 func policyToken(t testing.TB, s *devServer, policy string, req *api.TokenCreateRequest) string {
 	t.Helper()
 	name := "p-" + randomHex(4)
-	if err := s.root.Sys().PutPolicy(name, policy); err != nil {
+	if err := s.Root.Sys().PutPolicy(name, policy); err != nil {
 		t.Fatalf("put policy: %v", err)
 	}
 	if req == nil {
@@ -122,7 +122,7 @@ func policyToken(t testing.TB, s *devServer, policy string, req *api.TokenCreate
 	}
 	req.Policies = []string{name}
 	req.NoDefaultPolicy = true
-	sec, err := s.root.Auth().Token().Create(req)
+	sec, err := s.Root.Auth().Token().Create(req)
 	if err != nil {
 		t.Fatalf("create token: %v", err)
 	}

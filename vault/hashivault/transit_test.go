@@ -193,7 +193,7 @@ func TestTokenMACPinnedVersion(t *testing.T) {
 	// A provider pinned to version 2 mints v2 tokens.
 	cfg := baseConfig(s)
 	cfg.TokenKeyVersion = 2
-	p2 := mustNew(t, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.rootToken)})
+	p2 := mustNew(t, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.RootToken)})
 	tok2, err := vault.Tokenize(ctx, p2, tenant, p2.TokenVersion(), vault.KindEmail, "player@example.com")
 	if err != nil || !strings.HasPrefix(tok2, "tok_email_v2_") || tok2[len("tok_email_v2_"):] == tok1[len("tok_email_v1_"):] {
 		t.Fatalf("v2 token %q (err %v) vs v1 %q", tok2, err, tok1)
@@ -380,7 +380,7 @@ func TestTransitRewrapIgnoresAssociatedData(t *testing.T) {
 		t.Fatal(err)
 	}
 	adb := base64.StdEncoding.EncodeToString(ad)
-	_, err = s.root.Logical().Write("transit/rewrap/"+kek, map[string]any{"ciphertext": string(w), "associated_data": adb})
+	_, err = s.Root.Logical().Write("transit/rewrap/"+kek, map[string]any{"ciphertext": string(w), "associated_data": adb})
 	if err == nil {
 		t.Fatal("transit/rewrap now accepts associated_data: switch Rewrap to it")
 	}
@@ -388,7 +388,7 @@ func TestTransitRewrapIgnoresAssociatedData(t *testing.T) {
 		t.Fatalf("transit/rewrap failed differently than expected: %v", err)
 	}
 	// In a batch, the item fails alone, for the same reason.
-	sec, err := s.root.Logical().Write("transit/rewrap/"+kek, map[string]any{
+	sec, err := s.Root.Logical().Write("transit/rewrap/"+kek, map[string]any{
 		"batch_input": []map[string]any{{"ciphertext": string(w), "associated_data": adb}},
 	})
 	if err != nil {
@@ -422,7 +422,7 @@ func TestSetupIsIdempotentAndChecksKeys(t *testing.T) {
 	t.Run("pinned token version ahead of the key", func(t *testing.T) {
 		cfg := baseConfig(s)
 		cfg.TokenKeyVersion = 3
-		p3 := mustNew(t, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.rootToken)})
+		p3 := mustNew(t, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.RootToken)})
 		_, err := p3.Setup(ctx, tenant)
 		wantKind(t, err, vault.ErrInvalid)
 		if !strings.Contains(err.Error(), "token_key_version 3") {
@@ -432,7 +432,7 @@ func TestSetupIsIdempotentAndChecksKeys(t *testing.T) {
 	t.Run("exportable key refused", func(t *testing.T) {
 		bad := newTenant("exp")
 		name, _ := p.KEKName(bad)
-		if _, err := s.root.Logical().Write("transit/keys/"+name, map[string]any{"type": "aes256-gcm96", "exportable": true}); err != nil {
+		if _, err := s.Root.Logical().Write("transit/keys/"+name, map[string]any{"type": "aes256-gcm96", "exportable": true}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := p.Setup(ctx, bad)
@@ -441,7 +441,7 @@ func TestSetupIsIdempotentAndChecksKeys(t *testing.T) {
 	t.Run("KEK without associated data", func(t *testing.T) {
 		bad := newTenant("ed")
 		name, _ := p.KEKName(bad)
-		if _, err := s.root.Logical().Write("transit/keys/"+name, map[string]any{"type": "ed25519"}); err != nil {
+		if _, err := s.Root.Logical().Write("transit/keys/"+name, map[string]any{"type": "ed25519"}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := p.Setup(ctx, bad)
@@ -450,7 +450,7 @@ func TestSetupIsIdempotentAndChecksKeys(t *testing.T) {
 	t.Run("chacha20-poly1305 KEK", func(t *testing.T) {
 		cfg := baseConfig(s)
 		cfg.KeyType = "chacha20-poly1305"
-		pc := mustNew(t, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.rootToken)})
+		pc := mustNew(t, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.RootToken)})
 		ten := setupTenant(t, pc, "chacha")
 		name, _ := pc.KEKName(ten)
 		if st, err := pc.KeyStatus(ctx, name); err != nil || st.Type != "chacha20-poly1305" {
@@ -494,7 +494,7 @@ func TestConcurrentCallsBatch(t *testing.T) {
 	s := needVault(t)
 	cfg := baseConfig(s)
 	cfg.MaxInFlight = 1
-	p := mustNew(t, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.rootToken)})
+	p := mustNew(t, cfg, hashivault.Options{Getenv: envWith("BP_TEST_TOKEN", s.RootToken)})
 	tenant := setupTenant(t, p, "conc")
 	const n = 64
 	keys := make([][]byte, n)

@@ -55,8 +55,8 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	d := needVault(t)
-	e := &env{kp: newKey(t), raw: d.root, prefix: "bp-" + randomHex(6)}
-	e.s = e.store(t, mustClient(t, d.rootToken))
+	e := &env{kp: newKey(t), raw: d.Root, prefix: "bp-" + randomHex(6)}
+	e.s = e.store(t, mustClient(t, d.RootToken))
 	return e
 }
 

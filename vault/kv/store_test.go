@@ -259,7 +259,7 @@ func TestIDsWithAnyPrintableCharacterStayOneSegment(t *testing.T) {
 // pseudonym, and the index must end with exactly the last record's tokens.
 func TestConcurrentPutsFromTwoNodesLoseNoUpdate(t *testing.T) {
 	e := newEnv(t)
-	nodes := []*kv.Store{e.s, e.store(t, mustClient(t, dev.rootToken))}
+	nodes := []*kv.Store{e.s, e.store(t, mustClient(t, dev.RootToken))}
 	const perNode = 15
 	var (
 		wg         sync.WaitGroup
@@ -471,7 +471,7 @@ func TestVaultFailuresAreUnavailable(t *testing.T) {
 		check(t, e.store(t, mustClient(t, tok.Auth.ClientToken)))
 	})
 	t.Run("no engine at the mount", func(t *testing.T) {
-		s, err := kv.New(mustClient(t, dev.rootToken), e.kp, kv.Options{Mount: "nothing-here", Prefix: e.prefix})
+		s, err := kv.New(mustClient(t, dev.RootToken), e.kp, kv.Options{Mount: "nothing-here", Prefix: e.prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -479,7 +479,7 @@ func TestVaultFailuresAreUnavailable(t *testing.T) {
 		noLeak(t, "Check", s.Check(ctx))
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		c := mustClient(t, dev.rootToken)
+		c := mustClient(t, dev.RootToken)
 		if err := c.SetAddress("http://127.0.0.1:1"); err != nil {
 			t.Fatal(err)
 		}
@@ -490,7 +490,7 @@ func TestVaultFailuresAreUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() {
-			st, err := e.raw.Sys().Unseal(dev.unsealKey)
+			st, err := e.raw.Sys().Unseal(dev.UnsealKey)
 			if err != nil || st.Sealed {
 				t.Fatalf("unseal: %v", err)
 			}
@@ -531,10 +531,10 @@ func noLeak(t *testing.T, what string, err error) {
 func TestCheckAcceptsOnlyKVv2(t *testing.T) {
 	d := needVault(t)
 	kp := newKey(t)
-	if err := d.root.Sys().Mount("kv1-"+randomHex(3), &api.MountInput{Type: "kv", Options: map[string]string{"version": "1"}}); err != nil {
+	if err := d.Root.Sys().Mount("kv1-"+randomHex(3), &api.MountInput{Type: "kv", Options: map[string]string{"version": "1"}}); err != nil {
 		t.Fatal(err)
 	}
-	mounts, err := d.root.Sys().ListMounts()
+	mounts, err := d.Root.Sys().ListMounts()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,7 +548,7 @@ func TestCheckAcceptsOnlyKVv2(t *testing.T) {
 		mount string
 		err   error
 	}{{"secret", nil}, {v1, vault.ErrInvalid}, {"nothing-here", vault.ErrUnavailable}} {
-		s, err := kv.New(d.root, kp, kv.Options{Mount: tc.mount})
+		s, err := kv.New(d.Root, kp, kv.Options{Mount: tc.mount})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -560,7 +560,7 @@ func TestCheckAcceptsOnlyKVv2(t *testing.T) {
 			// Writes to KV v1 would ignore the check-and-set: refused.
 			_, err := s.Put(ctx, acmeAlice, bob)
 			wantErr(t, "Put to KV v1", err, vault.ErrInvalid)
-			if sec, err := d.root.Logical().List(v1 + "/"); err != nil || sec != nil {
+			if sec, err := d.Root.Logical().List(v1 + "/"); err != nil || sec != nil {
 				t.Errorf("a Put to KV v1 wrote something: %v, %v", sec, err)
 			}
 		}
@@ -571,14 +571,14 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	d := needVault(t)
 	kp := newKey(t)
 	for _, o := range []kv.Options{{Mount: "a/../b"}, {Prefix: "x y"}, {Prefix: "//"}, {TokenVersion: -1}} {
-		if _, err := kv.New(d.root, kp, o); err == nil {
+		if _, err := kv.New(d.Root, kp, o); err == nil {
 			t.Errorf("New(%+v) accepted", o)
 		}
 	}
 	if _, err := kv.New(nil, kp, kv.Options{}); err == nil {
 		t.Error("New with a nil client accepted")
 	}
-	if _, err := kv.New(d.root, kp, kv.Options{Mount: "/secret/", Prefix: "team/blindpost"}); err != nil {
+	if _, err := kv.New(d.Root, kp, kv.Options{Mount: "/secret/", Prefix: "team/blindpost"}); err != nil {
 		t.Errorf("New with slashes: %v", err)
 	}
 }
@@ -588,7 +588,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 // after it was reported; with it the loser adopts the winner's.
 func TestConcurrentFirstPutsAgreeOnThePseudonym(t *testing.T) {
 	e := newEnv(t)
-	nodes := []*kv.Store{e.s, e.store(t, mustClient(t, dev.rootToken))}
+	nodes := []*kv.Store{e.s, e.store(t, mustClient(t, dev.RootToken))}
 	const subjects = 25
 	for i := range subjects {
 		ref := vault.Ref{Tenant: "acme", Brand: "casino-1", User: "new-" + strconv.Itoa(i)}
@@ -651,7 +651,7 @@ func TestASlowNodeDoesNotLeaveAStaleIndexEntry(t *testing.T) {
 	e := newEnv(t)
 	mustPut(t, e.s, acmeAlice, vault.Record{Email: "first@example.com"})
 	g := &gate{arrived: make(chan struct{}), released: make(chan struct{})}
-	slowClient, err := dev.clientWith(dev.rootToken, func(cfg *api.Config) {
+	slowClient, err := dev.clientWith(dev.RootToken, func(cfg *api.Config) {
 		g.next = cfg.HttpClient.Transport
 		cfg.HttpClient.Transport = g
 	})

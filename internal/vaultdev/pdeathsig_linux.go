@@ -1,4 +1,4 @@
-package kv_test
+package vaultdev
 
 import (
 	"os/exec"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package kv_test
+package vaultdev
 
 import "os/exec"
 

@@ -231,58 +231,20 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 	g.policy = ev
 
 	// Vault.
-	var kp vault.KeyProvider
-	var hv *hashivault.Provider
-	if cfg.Vault.Hashicorp.Address != "" {
-		if hv, err = hashivault.New(ctx, cfg.Vault.Hashicorp, hashivault.Options{Logger: g.log}); err != nil {
-			return nil, fmt.Errorf("vault.hashicorp: %w", err)
-		}
-		g.closers = append(g.closers, hv.Close)
-		g.vaultHealth = hv.Health
-		kp = hv
-	} else if kp, err = keyProvider(cfg.Vault.Embedded); err != nil {
-		return nil, fmt.Errorf("vault.embedded: %w", err)
+	v, err := OpenVault(ctx, cfg, g.log)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Vault.KV.Enabled {
-		st, err := kv.New(hv.Client(), kp, kv.Options{Mount: cfg.Vault.KV.Mount, Prefix: cfg.Vault.KV.Prefix})
-		if err != nil {
-			return nil, fmt.Errorf("vault.kv: %w", err)
-		}
-		if err := st.Check(ctx); err != nil {
-			return nil, fmt.Errorf("vault.kv: %w", err)
-		}
-		g.store = st
-		g.closers = append(g.closers, st.Close)
-	} else if pc := cfg.Vault.Postgres; pc.DSNEnv != "" {
-		dsn, err := env("vault.postgres.dsn_env", pc.DSNEnv)
-		if err != nil {
-			return nil, err
-		}
-		st, err := postgres.Open(ctx, dsn, kp, postgres.Options{Schema: pc.Schema, ShredOnErase: pc.ShredOnErase, Logger: g.log})
-		if err != nil {
-			return nil, fmt.Errorf("vault.postgres: %w", err)
-		}
-		g.store, g.shredder = st, st
-		g.closers = append(g.closers, st.Close)
+	g.closers = append(g.closers, v.Close)
+	g.store, g.shredder = v.Store, v.shredder
+	if v.Transit != nil {
+		g.vaultHealth = v.Transit.Health
+	}
+	if v.pending != nil {
 		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "blindpost_gateway_vault_erasures_pending",
 			Help: "Erasures whose dead rows the next shred will remove from the database files.",
-		}, func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			n, _, err := st.Pending(ctx)
-			if err != nil {
-				return -1
-			}
-			return float64(n)
-		}))
-	} else {
-		st, err := embedded.Open(cfg.Vault.Embedded.Path, kp, embedded.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("vault.embedded: %w", err)
-		}
-		g.store = st
-		g.closers = append(g.closers, st.Close)
+		}, v.pending))
 	}
 
 	// Queue.
@@ -340,6 +302,89 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 		Now:          g.now,
 	})
 	return g, nil
+}
+
+// Vault is the record store and key provider a gateway config names.
+type Vault struct {
+	Store vault.Store
+	Keys  vault.KeyProvider
+	// Transit is the Vault/OpenBao key provider, nil on embedded keys.
+	Transit *hashivault.Provider
+
+	shredder shredder       // the store's deferred erasure, if it has one
+	pending  func() float64 // erasures waiting for the shred, for a gauge
+	closers  []func() error
+}
+
+// Close closes the store and the key provider.
+func (v *Vault) Close() error {
+	var errs []error
+	for i := len(v.closers) - 1; i >= 0; i-- {
+		errs = append(errs, v.closers[i]())
+	}
+	v.closers = nil
+	return errors.Join(errs...)
+}
+
+// OpenVault opens the key provider and the record store that cfg.Vault
+// names: the gateway's own, and the one `blindpost keys rotate` re-wraps.
+func OpenVault(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Vault, err error) {
+	v := &Vault{}
+	defer func() {
+		if err != nil {
+			v.Close()
+		}
+	}()
+	if cfg.Vault.Hashicorp.Address != "" {
+		hv, err := hashivault.New(ctx, cfg.Vault.Hashicorp, hashivault.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("vault.hashicorp: %w", err)
+		}
+		v.closers = append(v.closers, hv.Close)
+		v.Transit, v.Keys = hv, hv
+	} else if v.Keys, err = keyProvider(cfg.Vault.Embedded); err != nil {
+		return nil, fmt.Errorf("vault.embedded: %w", err)
+	}
+	switch pc := cfg.Vault.Postgres; {
+	case cfg.Vault.KV.Enabled:
+		st, err := kv.New(v.Transit.Client(), v.Keys, kv.Options{Mount: cfg.Vault.KV.Mount, Prefix: cfg.Vault.KV.Prefix})
+		if err != nil {
+			return nil, fmt.Errorf("vault.kv: %w", err)
+		}
+		v.closers = append(v.closers, st.Close)
+		if err := st.Check(ctx); err != nil {
+			return nil, fmt.Errorf("vault.kv: %w", err)
+		}
+		v.Store = st
+	case pc.DSNEnv != "":
+		dsn, err := env("vault.postgres.dsn_env", pc.DSNEnv)
+		if err != nil {
+			return nil, err
+		}
+		st, err := postgres.Open(ctx, dsn, v.Keys, postgres.Options{Schema: pc.Schema, ShredOnErase: pc.ShredOnErase, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("vault.postgres: %w", err)
+		}
+		v.closers = append(v.closers, st.Close)
+		v.Store, v.shredder = st, st
+		v.pending = func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			n, _, err := st.Pending(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}
+	default:
+		st, err := embedded.Open(cfg.Vault.Embedded.Path, v.Keys, embedded.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("vault.embedded: %w", err)
+		}
+		v.closers = append(v.closers, st.Close)
+		v.Store = st
+	}
+	return v, nil
 }
 
 func keyProvider(c EmbeddedVaultConfig) (vault.KeyProvider, error) {

@@ -13,7 +13,7 @@ import (
 	"github.com/blindpost/blindpost/vault/hashivault"
 )
 
-// startVault runs a real Vault dev server (scripts/vault/build-vault.sh
+// startVault runs a real Vault dev server (tools/vault/build-vault.sh
 // builds it) with Transit mounted, and returns its address and root token.
 func startVault(t *testing.T) (addr, token string) {
 	t.Helper()

@@ -74,11 +74,11 @@ fi
 
 # A real HashiCorp Vault server (dev mode) for the Transit key provider's
 # tests (vault/hashicorp). Vault is not in Debian and its module cannot be
-# `go install`ed, so scripts/vault/build-vault.sh builds it from the Go
-# module proxy once (about 14 minutes and 4.6 GB of memory on 2 cores the
+# `go install`ed, so tools/vault/build-vault.sh builds it from the Go
+# module proxy once (about 20 minutes and 4.6 GB of memory on 2 cores the
 # first time) into ~/.cache/blindpost/bin; later runs find it there. The
 # tests start and stop their own server.
-echo "services.sh: vault binary $(scripts/vault/build-vault.sh)"
+echo "services.sh: vault binary $(tools/vault/build-vault.sh)"
 
 smsc=adapters/sms/smpp/testdata/smsc
 if [ ! -d "$smsc/node_modules/smpp" ]; then

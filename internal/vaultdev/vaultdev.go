@@ -1,6 +1,6 @@
 // Package vaultdev runs a real HashiCorp Vault server in dev mode on
 // loopback for tests: in-memory storage, KV v2 at secret/, a random root
-// token, and optionally TLS with a generated CA. scripts/vault/build-vault.sh
+// token, and optionally TLS with a generated CA. tools/vault/build-vault.sh
 // builds the binary; Binary finds it.
 //
 // It is for tests only (the gateway never imports it), and kept apart from
@@ -41,7 +41,7 @@ func Binary() (string, error) {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("no Vault binary at %s (run scripts/vault/build-vault.sh, or set BLINDPOST_VAULT_BIN)", strings.Join(cands, ", "))
+	return "", fmt.Errorf("no Vault binary at %s (run tools/vault/build-vault.sh, or set BLINDPOST_VAULT_BIN)", strings.Join(cands, ", "))
 }
 
 // Options configure a dev server.

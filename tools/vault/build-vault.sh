@@ -11,6 +11,19 @@ OUT_DIR=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/blindpost/bin}
 BIN=$OUT_DIR/vault-$VAULT_VERSION
 if [[ -x $BIN ]] && "$BIN" version >/dev/null 2>&1; then ln -sfn "vault-$VAULT_VERSION" "$OUT_DIR/vault"; echo "$BIN"; exit 0; fi
 mkdir -p "$OUT_DIR"
+# A cold build needs about 6 GB: ~1.5 GB of modules, ~4 GB of build cache, the
+# copied source and the 365 MB binary. Say so plainly rather than fail deep
+# inside the compiler with "no space left on device".
+need_kb=$((6 * 1024 * 1024))
+for d in /tmp "$OUT_DIR" "$(go env GOMODCACHE)" "$(go env GOCACHE)"; do
+	mkdir -p "$d" 2>/dev/null || true
+	free_kb=$(df -Pk "$d" | awk 'NR==2 {print $4}')
+	if [[ -n $free_kb && $free_kb -lt $need_kb ]]; then
+		echo "build-vault.sh: only $((free_kb / 1024)) MB free on the disk of $d; building Vault needs about 6 GB. Free some space or set BLINDPOST_VAULT_BIN to an existing vault binary." >&2
+		exit 1
+	fi
+done
+echo "build-vault.sh: building Vault $VAULT_VERSION from the Go module proxy into $OUT_DIR (about 20 minutes the first time on 2 cores; cached after that)" >&2
 WORK=$(mktemp -d /tmp/vault-build.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 DIR=$(go mod download -json "github.com/hashicorp/vault@$VAULT_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')

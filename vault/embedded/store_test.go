@@ -598,24 +598,3 @@ func TestDataSurvivesReopen(t *testing.T) {
 		t.Fatalf("Resolve after reopen = %+v, %v", rec, err)
 	}
 }
-
-func BenchmarkResolve(b *testing.B) {
-	s, _ := newStore(b)
-	mustPut(b, s, acmeAlice, alice)
-	for b.Loop() {
-		if _, err := s.Resolve(ctx, acmeAlice); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkPut(b *testing.B) {
-	s, _ := newStore(b)
-	i := 0
-	for b.Loop() {
-		i++
-		if _, err := s.Put(ctx, vault.Ref{Tenant: "acme", Brand: "casino-1", User: fmt.Sprint("u-", i)}, alice); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

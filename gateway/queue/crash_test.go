@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,13 +13,13 @@ import (
 	"github.com/blindpost/blindpost/gateway/queue"
 )
 
-// crashChildEnv names the queue file a re-executed test binary accepts into
-// until it is killed.
+// crashChildEnv names the store (a backend's spec) a re-executed test
+// binary accepts into until it is killed.
 const crashChildEnv = "BLINDPOST_QUEUE_CRASH_CHILD"
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(crashChildEnv); path != "" {
-		crashChild(path)
+	if spec := os.Getenv(crashChildEnv); spec != "" {
+		crashChild(spec)
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -28,8 +27,8 @@ func TestMain(m *testing.M) {
 
 // crashChild accepts from several goroutines, so that calls are
 // group-committed, and prints each id once Accept has acknowledged it.
-func crashChild(path string) {
-	q, err := queue.Open(path, queue.Options{})
+func crashChild(spec string) {
+	q, err := openSpec(spec, queue.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -59,9 +58,12 @@ func crashChild(path string) {
 
 // Invariant 6: nothing acknowledged is lost across kill -9.
 func TestAcknowledgedAcceptsSurviveKill9(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "queue.db")
+	forEachBackend(t, testAcknowledgedAcceptsSurviveKill9)
+}
+
+func testAcknowledgedAcceptsSurviveKill9(t *testing.T, b backend) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+b.spec)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -94,7 +96,7 @@ func TestAcknowledgedAcceptsSurviveKill9(t *testing.T) {
 		t.Fatal("child acknowledged nothing before the kill")
 	}
 
-	q := mustOpen(t, path, queue.Options{})
+	q := b.open(queue.Options{})
 	if err := q.ReleaseLeases(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 )
@@ -14,7 +15,11 @@ import (
 // single writer takes one waiting update and every other already waiting,
 // runs each inside the same transaction under its own SAVEPOINT (so one
 // that fails, such as a Finish of an entry erasure cancelled, rolls back
-// alone), commits once, and answers each. No update waits for a timer.
+// alone), commits once, and answers each. No update waits for a timer. An
+// update that lost a conflict with another node's transaction (a deadlock)
+// fails the whole transaction instead, which write then runs again. (On
+// PostgreSQL savepoints are used only once an update has failed: see
+// commitGroup.)
 
 // groupOp is one update waiting for the group writer.
 type groupOp struct {
@@ -64,36 +69,69 @@ func (q *Queue) groupLoop() {
 	}
 }
 
+// errFailedAlone stops a group written without savepoints when one of its
+// updates fails: the group is written again, with them.
+var errFailedAlone = errors.New("an update of the group failed")
+
 func (q *Queue) commitGroup(batch []*groupOp) {
 	ctx := context.Background() // one caller giving up must not abort the others
 	errs := make([]error, len(batch))
-	err := q.write(ctx, func(tx *txn) error {
-		for i, op := range batch {
-			if err := op.ctx.Err(); err != nil {
-				errs[i] = err // nobody is waiting: write nothing
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT op"); err != nil {
-				return err
-			}
-			seqs := maps.Clone(tx.seqs)
-			if errs[i] = op.fn(tx); errs[i] != nil {
-				// Undo this update alone, sequence numbers included.
-				tx.seqs = seqs
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO op"); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.ExecContext(ctx, "RELEASE op"); err != nil {
-				return err
-			}
+	// A savepoint costs nothing in SQLite, but two round trips and a
+	// subtransaction in PostgreSQL, for updates that almost never fail:
+	// there, a group is first written without, and only if one of its
+	// updates fails is it rolled back and written again with them.
+	savepoints := !q.d.postgres
+	var err error
+	for {
+		err = q.write(ctx, func(tx *txn) error { return q.writeGroupOps(ctx, tx, batch, errs, savepoints) })
+		if savepoints || !errors.Is(err, errFailedAlone) {
+			break
 		}
-		return nil
-	})
+		savepoints = true
+	}
 	for i, op := range batch {
 		if err != nil {
 			errs[i] = fmt.Errorf("group commit: %w", err)
 		}
 		op.done <- errs[i]
 	}
+}
+
+// writeGroupOps runs the updates of a group in tx and sets each one's
+// error. With savepoints, an update that fails is undone alone; without,
+// it fails the transaction with errFailedAlone.
+func (q *Queue) writeGroupOps(ctx context.Context, tx *txn, batch []*groupOp, errs []error, savepoints bool) error {
+	clear(errs) // a transaction run again starts over
+	for i, op := range batch {
+		if err := op.ctx.Err(); err != nil {
+			errs[i] = err // nobody is waiting: write nothing
+			continue
+		}
+		if savepoints {
+			if _, err := tx.exec(ctx, "SAVEPOINT op"); err != nil {
+				return err
+			}
+		}
+		events, locked := len(tx.events), maps.Clone(tx.locked)
+		if errs[i] = op.fn(tx); errs[i] != nil {
+			if q.d.retryable(errs[i]) {
+				return errs[i] // the whole transaction, run again
+			}
+			if !savepoints {
+				return errFailedAlone
+			}
+			// Undo this update alone, the events it added and the
+			// locks it took included.
+			tx.events, tx.locked = tx.events[:events], locked
+			if _, err := tx.exec(ctx, "ROLLBACK TO op"); err != nil {
+				return err
+			}
+		}
+		if savepoints {
+			if _, err := tx.exec(ctx, "RELEASE op"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

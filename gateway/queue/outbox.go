@@ -6,71 +6,109 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 )
 
 // addEvent puts ev in the outbox with the tenant's next sequence number.
-func (t *txn) addEvent(ctx context.Context, ev Event) error {
+// The transaction's events are written, and numbered, as it commits
+// (writeEvents).
+func (t *txn) addEvent(_ context.Context, ev Event) error {
 	if ev.Tenant == "" || ev.Status == "" {
 		return fmt.Errorf("%w: event needs a tenant and a status", ErrInvalid)
 	}
-	seq, err := t.nextSeq(ctx, ev.Tenant)
-	if err != nil {
-		return err
+	if ev.Time.IsZero() {
+		ev.Time = fromUnixNano(t.now)
 	}
-	s, err := t.stmt(ctx, `INSERT INTO events
-		(tenant, seq, msg_id, ext_message_id, status, reason, decision_id, time, checkpoint, next_at, due, callback_url)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`)
-	if err != nil {
-		return err
-	}
-	tm := unixNano(ev.Time)
-	if tm == 0 {
-		tm = t.now
-	}
-	if _, err := s.ExecContext(ctx, ev.Tenant, seq, ev.MsgID, ev.ExtMessageID, ev.Status, ev.Reason, ev.DecisionID, tm, ev.Checkpoint, ev.CallbackURL); err != nil {
-		return fmt.Errorf("add event: %w", err)
-	}
+	t.events = append(t.events, ev)
 	return nil
 }
 
-func (t *txn) nextSeq(ctx context.Context, tenant string) (int64, error) {
-	last, ok := t.seqs[tenant]
-	if !ok {
-		s, err := t.stmt(ctx, `SELECT last FROM seqs WHERE tenant = ?`)
-		if err != nil {
-			return 0, err
-		}
-		if err := s.QueryRowContext(ctx, tenant).Scan(&last); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return 0, fmt.Errorf("read sequence number: %w", err)
-		}
-		if t.seqs == nil {
-			t.seqs = make(map[string]int64)
+// writeEvents writes the transaction's events, numbering each tenant's
+// from its counter, last thing before the commit. The counter stays locked
+// until the commit (SQLite: the file's one writer; PostgreSQL: the
+// counter's row), so that every number is handed out once, in commit
+// order, and outbox order agrees with it. Tenants are taken in sorted
+// order, the same in every transaction of every node, and only at the end,
+// so that two transactions never wait for each other's counters in a
+// cycle, and none holds a counter while it waits for anything but a later
+// tenant's counter.
+func (t *txn) writeEvents(ctx context.Context) error {
+	if len(t.events) == 0 {
+		return nil
+	}
+	byTenant := map[string][]Event{}
+	for _, ev := range t.events {
+		byTenant[ev.Tenant] = append(byTenant[ev.Tenant], ev)
+	}
+	write := t.writeTenantEvents
+	if t.d.postgres {
+		write = t.writeTenantEventsPG
+	}
+	for _, tenant := range slices.Sorted(maps.Keys(byTenant)) {
+		if err := write(ctx, tenant, byTenant[tenant]); err != nil {
+			return fmt.Errorf("add event: %w", err)
 		}
 	}
-	t.seqs[tenant] = last + 1
-	return last + 1, nil
+	t.events = nil
+	return nil
 }
 
-func (t *txn) saveSeqs(ctx context.Context) error {
-	for tenant, last := range t.seqs {
-		s, err := t.stmt(ctx, `INSERT INTO seqs (tenant, last) VALUES (?, ?)
-			ON CONFLICT (tenant) DO UPDATE SET last = excluded.last`)
-		if err != nil {
+func (t *txn) writeTenantEvents(ctx context.Context, tenant string, evs []Event) error {
+	var last int64
+	if err := t.queryRow(ctx, `SELECT last FROM seqs WHERE tenant = ?`, tenant).Scan(&last); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read sequence number: %w", err)
+	}
+	for _, ev := range evs {
+		last++
+		if _, err := t.exec(ctx, `INSERT INTO events
+			(tenant, seq, msg_id, ext_message_id, status, reason, decision_id, time, checkpoint, next_at, due, callback_url)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`,
+			tenant, last, ev.MsgID, ev.ExtMessageID, ev.Status, ev.Reason, ev.DecisionID, unixNano(ev.Time), ev.Checkpoint, ev.CallbackURL); err != nil {
 			return err
 		}
-		if _, err := s.ExecContext(ctx, tenant, last); err != nil {
-			return fmt.Errorf("save sequence number: %w", err)
-		}
+	}
+	if _, err := t.exec(ctx, `INSERT INTO seqs (tenant, last) VALUES (?, ?)
+		ON CONFLICT (tenant) DO UPDATE SET last = excluded.last`, tenant, last); err != nil {
+		return fmt.Errorf("save sequence number: %w", err)
 	}
 	return nil
+}
+
+// writeTenantEventsPG is writeTenantEvents in one round trip: the upsert
+// takes len(evs) numbers from the counter (and locks it), and the events
+// are inserted in their order from arrays.
+func (t *txn) writeTenantEventsPG(ctx context.Context, tenant string, evs []Event) error {
+	n := len(evs)
+	msgIDs, extIDs, statuses, reasons := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	decisions, checkpoints, callbacks := make([]string, n), make([]string, n), make([]string, n)
+	times := make([]int64, n)
+	for i, ev := range evs {
+		msgIDs[i], extIDs[i], statuses[i], reasons[i] = ev.MsgID, ev.ExtMessageID, ev.Status, ev.Reason
+		decisions[i], checkpoints[i], callbacks[i] = ev.DecisionID, ev.Checkpoint, ev.CallbackURL
+		times[i] = unixNano(ev.Time)
+	}
+	_, err := t.tx.ExecContext(ctx, `
+WITH s AS (
+	INSERT INTO seqs (tenant, last) VALUES ($1, $2)
+	ON CONFLICT (tenant) DO UPDATE SET last = seqs.last + excluded.last
+	RETURNING last - $2 AS base)
+INSERT INTO events
+	(tenant, seq, msg_id, ext_message_id, status, reason, decision_id, time, checkpoint, next_at, due, callback_url)
+SELECT $1, s.base + e.i, e.msg_id, e.ext_id, e.status, e.reason, e.decision_id, e.tm, e.checkpoint, 0, 0, e.callback_url
+FROM s, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[])
+	WITH ORDINALITY AS e(msg_id, ext_id, status, reason, decision_id, tm, checkpoint, callback_url, i)
+ORDER BY e.i`,
+		tenant, int64(n), msgIDs, extIDs, statuses, reasons, decisions, times, checkpoints, callbacks)
+	return err
 }
 
 // ClaimEvents leases up to limit outbox events whose next attempt is due,
 // increments their Attempts, and returns them in outbox order. Each must be
 // acknowledged (AckEvent) or rescheduled (RetryEvent); otherwise it is due
-// again when the lease ends.
+// again when the lease ends. Nodes claiming at once from one PostgreSQL
+// queue never get the same event.
 func (q *Queue) ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([]Event, error) {
 	if limit <= 0 || lease < 0 {
 		return nil, fmt.Errorf("%w: claim limit %d, lease %v", ErrInvalid, limit, lease)
@@ -78,11 +116,12 @@ func (q *Queue) ClaimEvents(ctx context.Context, limit int, lease time.Duration)
 	now := q.now()
 	var out []Event
 	err := q.write(ctx, func(tx *txn) error {
-		rows, err := tx.QueryContext(ctx, `
-UPDATE events SET due = ?, attempts = attempts + 1
-WHERE id IN (SELECT id FROM events WHERE due <= ? ORDER BY id LIMIT ?)
+		out = out[:0] // a retried transaction starts over
+		rows, err := tx.query(ctx, `
+UPDATE events SET due = ?, attempts = attempts + 1, owner = ?
+WHERE id IN (SELECT id FROM events WHERE due <= ? ORDER BY id LIMIT ?`+q.d.skipLocked+`)
 RETURNING id, tenant, seq, msg_id, ext_message_id, status, reason, decision_id, time, checkpoint, attempts, callback_url`,
-			now.Add(lease).UnixNano(), now.UnixNano(), limit)
+			now.Add(lease).UnixNano(), q.node, now.UnixNano(), limit)
 		if err != nil {
 			return err
 		}
@@ -118,12 +157,12 @@ func (q *Queue) AckEvents(ctx context.Context, ids []int64) error {
 		return nil
 	}
 	err := q.write(ctx, func(tx *txn) error {
-		s, err := tx.stmt(ctx, `DELETE FROM events WHERE id = ?`)
-		if err != nil {
+		if q.d.postgres {
+			_, err := tx.exec(ctx, `DELETE FROM events WHERE id = ANY(?)`, ids)
 			return err
 		}
 		for _, id := range ids {
-			if _, err := s.ExecContext(ctx, id); err != nil {
+			if _, err := tx.exec(ctx, `DELETE FROM events WHERE id = ?`, id); err != nil {
 				return err
 			}
 		}
@@ -143,7 +182,7 @@ func (q *Queue) RetryEvent(ctx context.Context, id int64, at time.Time) error {
 
 // execOne runs a statement that must change exactly one row.
 func (q *Queue) execOne(ctx context.Context, op, query string, args ...any) error {
-	res, err := q.db.ExecContext(ctx, query, args...)
+	res, err := q.exec(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("queue: %s: %w", op, err)
 	}

@@ -1,15 +1,19 @@
-// Package queue is the gateway's durable embedded queue: one SQLite file that
-// holds the message requests accepted from the core, the final answers
-// remembered for de-duplication, and the outbox of status callbacks.
+// Package queue is the gateway's durable queue: it holds the message
+// requests accepted from the core, the final answers remembered for
+// de-duplication, and the outbox of status callbacks. It lives in one
+// SQLite file (Open) for a single gateway node, or in a PostgreSQL schema
+// (OpenPostgres) that several nodes share; the same Queue, with the same
+// semantics, runs on either.
 //
 // It sits on the operator side of the trust boundary, between accepting a
 // sealed request and sending it. It stores requests exactly as they arrived
 // (tokens and {{pii.*}} placeholders), never resolved PII: resolution happens
 // at send time, after Claim, and nothing resolved ever comes back here.
 //
-// Accept is acknowledged only once its transaction is durable (WAL with
-// synchronous=FULL); concurrent calls share one transaction and one fsync
-// (group commit). Sending is at least once: an entry stays in the queue,
+// Accept is acknowledged only once its transaction is durable (SQLite: WAL
+// with synchronous=FULL; PostgreSQL: its commit, with synchronous_commit
+// left on); concurrent calls share one transaction and one sync (group
+// commit). Sending is at least once: an entry stays in the queue,
 // leased, until Finish or Retry, and a lease that runs out makes it claimable
 // again.
 package queue
@@ -20,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"sync"
@@ -47,6 +52,19 @@ type Options struct {
 	MaxBatch  int              // items per group commit, default 1000
 	AnswerTTL time.Duration    // how long final answers are remembered, default 7 days
 	Logger    *slog.Logger     // default slog.Default()
+
+	// Node names this gateway node among those sharing a PostgreSQL
+	// queue. Claims record it, and ReleaseLeases ends only its own
+	// leases, so it must stay the same across the node's restarts and
+	// differ from every other node's. "" is the only node.
+	Node string
+	// Schema is the PostgreSQL schema holding the queue's tables,
+	// default DefaultSchema. Ignored by Open.
+	Schema string
+	// MaxConns bounds the PostgreSQL connections, default 8: the two
+	// group-commit writers, claims, and reads. Ignored by Open, which
+	// keeps one SQLite connection.
+	MaxConns int
 }
 
 // Item is one message of an envelope as Accept sees it.
@@ -152,10 +170,13 @@ type Stats struct {
 	Commits int64 // transactions committed by the group-commit writer
 }
 
-// Queue is a durable queue in one SQLite file. Its methods are safe for
-// concurrent use.
+// Queue is a durable queue in one SQLite file or one PostgreSQL schema.
+// Its methods are safe for concurrent use, and on PostgreSQL for use by
+// several processes at once.
 type Queue struct {
-	db   *sql.DB // exactly one connection: SQLite has one writer anyway
+	db   *sql.DB // SQLite: exactly one connection, it has one writer anyway
+	d    *dialect
+	node string
 	now  func() time.Time
 	ttl  time.Duration
 	max  int
@@ -168,11 +189,18 @@ type Queue struct {
 	writer    sync.WaitGroup
 
 	calls, items, commits atomic.Int64
+
+	// Advisory lock spaces on PostgreSQL (see txn.lock), per schema so
+	// that queues in other schemas of the database never wait for them.
+	reserveLocks, receiptLocks int64
+	swept                      atomic.Int64 // when expired nonces and counters were last deleted (Unix ns)
 }
 
-// Open opens or creates the queue file at path and migrates its schema.
-func Open(path string, opts Options) (*Queue, error) {
+// newQueue applies opts' defaults; the caller sets db and calls start.
+func newQueue(d *dialect, opts Options) *Queue {
 	q := &Queue{
+		d:       d,
+		node:    opts.Node,
 		now:     opts.Now,
 		ttl:     opts.AnswerTTL,
 		max:     opts.MaxBatch,
@@ -193,6 +221,19 @@ func Open(path string, opts Options) (*Queue, error) {
 	if q.log == nil {
 		q.log = slog.Default()
 	}
+	return q
+}
+
+// start starts the group-commit writers.
+func (q *Queue) start() {
+	q.writer.Add(2)
+	go q.writeLoop()
+	go q.groupLoop()
+}
+
+// Open opens or creates the queue file at path and migrates its schema.
+func Open(path string, opts Options) (*Queue, error) {
+	q := newQueue(sqliteDialect, opts)
 
 	// Owner-only, before SQLite creates it: the -wal and -shm files copy
 	// the database file's mode.
@@ -207,6 +248,9 @@ func Open(path string, opts Options) (*Queue, error) {
 	v.Add("_pragma", "journal_mode(WAL)")
 	v.Add("_pragma", "synchronous(FULL)")
 	v.Add("_pragma", "temp_store(MEMORY)") // statement journals in memory, not temp files
+	// Finished and cancelled requests are zeroed, not left in free pages:
+	// an erased player's tokens must not outlive its messages in the file.
+	v.Add("_pragma", "secure_delete(ON)")
 	v.Set("_txlock", "immediate")
 	// A file: URI, so the path is escaped and may hold any character.
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + v.Encode()
@@ -223,14 +267,12 @@ func Open(path string, opts Options) (*Queue, error) {
 		db.Close()
 		return nil, err
 	}
-	q.writer.Add(2)
-	go q.writeLoop()
-	go q.groupLoop()
+	q.start()
 	return q, nil
 }
 
 // Close stops accepting, waits for the transaction in progress, and closes
-// the file. Calls waiting in Accept get ErrClosed.
+// the database. Calls waiting in Accept get ErrClosed.
 func (q *Queue) Close() error {
 	var err error
 	q.closeOnce.Do(func() {
@@ -246,8 +288,9 @@ func (q *Queue) Stats() Stats {
 	return Stats{Calls: q.calls.Load(), Items: q.items.Load(), Commits: q.commits.Load()}
 }
 
-// migrations are applied in order; PRAGMA user_version records how many ran.
-// Append, never edit.
+// migrations are SQLite's, applied in order; PRAGMA user_version records
+// how many ran. Append, never edit. PostgreSQL has its own list
+// (pgMigrations), which must arrive at the same tables.
 var migrations = []string{
 	`
 CREATE TABLE answers (
@@ -343,6 +386,30 @@ CREATE INDEX provider_ids_created ON provider_ids (created);
 -- (JSON; NULL for native requests).
 ALTER TABLE entries ADD COLUMN compat BLOB;
 `,
+	`
+-- The node holding an entry's or an event's lease: ReleaseLeases on
+-- PostgreSQL ends only its own node's (one file has one node).
+ALTER TABLE entries ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+
+-- The envelopes' nonces, until they expire (CheckNonce).
+CREATE TABLE nonces (
+	tenant TEXT    NOT NULL,
+	nonce  BLOB    NOT NULL,
+	until  INTEGER NOT NULL,
+	PRIMARY KEY (tenant, nonce)
+) WITHOUT ROWID;
+CREATE INDEX nonces_until ON nonces (until);
+
+-- Requests per tenant, node and second: the volume guard (AddVolume).
+CREATE TABLE volume (
+	tenant TEXT    NOT NULL,
+	second INTEGER NOT NULL,
+	node   TEXT    NOT NULL,
+	n      INTEGER NOT NULL,
+	PRIMARY KEY (tenant, second, node)
+) WITHOUT ROWID;
+`,
 }
 
 func (q *Queue) migrate(ctx context.Context) error {
@@ -378,9 +445,11 @@ func (q *Queue) migrate(ctx context.Context) error {
 }
 
 // Prune forgets final answers older than AnswerTTL, except those whose entry
-// is still queued (a retry must never enqueue a message twice).
+// is still queued (a retry must never enqueue a message twice), and deletes
+// the frequency-cap reservations, nonces and volume counters that have run
+// out. It returns how many answers it forgot.
 func (q *Queue) Prune(ctx context.Context) (int, error) {
-	res, err := q.db.ExecContext(ctx, `
+	res, err := q.exec(ctx, `
 DELETE FROM answers WHERE created < ? AND NOT EXISTS (
 	SELECT 1 FROM entries e WHERE e.tenant = answers.tenant AND e.msg_id = answers.id)`,
 		unixNano(q.now().Add(-q.ttl)))
@@ -388,13 +457,16 @@ DELETE FROM answers WHERE created < ? AND NOT EXISTS (
 		return 0, fmt.Errorf("queue: prune answers: %w", err)
 	}
 	n, _ := res.RowsAffected()
-	if _, err := q.db.ExecContext(ctx, `DELETE FROM reservations WHERE until < ?`, unixNano(q.now())); err != nil {
+	if _, err := q.exec(ctx, `DELETE FROM reservations WHERE until < ?`, unixNano(q.now())); err != nil {
 		return int(n), fmt.Errorf("queue: prune reservations: %w", err)
 	}
 	// Providers report delivery within hours; a receipt later than the
 	// answers' horizon finds nothing and is acknowledged all the same.
-	if _, err := q.db.ExecContext(ctx, `DELETE FROM provider_ids WHERE created < ?`, unixNano(q.now().Add(-q.ttl))); err != nil {
+	if _, err := q.exec(ctx, `DELETE FROM provider_ids WHERE created < ?`, unixNano(q.now().Add(-q.ttl))); err != nil {
 		return int(n), fmt.Errorf("queue: prune provider ids: %w", err)
+	}
+	if err := q.sweep(ctx); err != nil {
+		return int(n), err
 	}
 	return int(n), nil
 }
@@ -403,7 +475,7 @@ DELETE FROM answers WHERE created < ? AND NOT EXISTS (
 // counter a frequency cap is checked against.
 func (q *Queue) Count(ctx context.Context, key string, since time.Time) (int, error) {
 	var n int
-	err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM reservations WHERE key = ? AND at > ?`,
+	err := q.queryRow(ctx, `SELECT count(*) FROM reservations WHERE key = ? AND at > ?`,
 		key, unixNano(since)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("queue: count reservations: %w", err)
@@ -411,26 +483,60 @@ func (q *Queue) Count(ctx context.Context, key string, since time.Time) (int, er
 	return n, nil
 }
 
-// txn is one write transaction. It prepares each statement once, and hands
-// out per-tenant sequence numbers from memory, writing them back before the
-// commit (one read and one write per tenant, not per event).
-type txn struct {
-	*sql.Tx
-	now   int64 // Unix nanoseconds when the transaction began
-	stmts map[string]*sql.Stmt
-	seqs  map[string]int64 // tenant → last sequence number handed out
+// exec and queryRow run one statement outside any transaction.
+func (q *Queue) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return q.db.ExecContext(ctx, q.d.rebind(query), args...)
 }
 
-// write runs fn in a write transaction and commits it.
+func (q *Queue) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return q.db.QueryRowContext(ctx, q.d.rebind(query), args...)
+}
+
+// txn is one write transaction. On SQLite it prepares each statement once
+// (pgx caches PostgreSQL's prepared statements per connection by itself).
+type txn struct {
+	tx     *sql.Tx
+	d      *dialect
+	now    int64 // Unix nanoseconds when the transaction began
+	stmts  map[string]*sql.Stmt
+	events []Event          // outbox events to write at the commit (writeEvents)
+	locked map[lockKey]bool // advisory locks held (PostgreSQL)
+}
+
+// maxAttempts bounds how often write runs a transaction that lost a
+// conflict with another node's.
+const maxAttempts = 5
+
+// write runs fn in a write transaction and commits it. On PostgreSQL, a
+// transaction that deadlocks or fails to serialize with another node's is
+// run again from the start, up to maxAttempts times: fn must set, not
+// accumulate, what it reports to its caller.
 func (q *Queue) write(ctx context.Context, fn func(*txn) error) error {
-	tx, err := q.db.BeginTx(ctx, nil)
+	for attempt := 1; ; attempt++ {
+		err := q.writeOnce(ctx, fn)
+		if err == nil || attempt == maxAttempts || !q.d.retryable(err) {
+			return err
+		}
+		q.log.Debug("queue transaction conflicted, retrying", "attempt", attempt, "err", err)
+		// Back off a little, at random, so the conflicting transactions
+		// do not meet again.
+		select {
+		case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(5*time.Millisecond)))):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+func (q *Queue) writeOnce(ctx context.Context, fn func(*txn) error) error {
+	tx, err := q.db.BeginTx(ctx, q.d.txOpts)
 	if err != nil {
 		return err
 	}
-	t := &txn{Tx: tx, now: unixNano(q.now())}
+	t := &txn{tx: tx, d: q.d, now: unixNano(q.now())}
 	err = fn(t)
 	if err == nil {
-		err = t.saveSeqs(ctx)
+		err = t.writeEvents(ctx)
 	}
 	if err != nil {
 		tx.Rollback()
@@ -439,12 +545,59 @@ func (q *Queue) write(ctx context.Context, fn func(*txn) error) error {
 	return tx.Commit()
 }
 
+// exec, query and queryRow run a statement in the transaction.
+func (t *txn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if t.d.postgres {
+		return t.tx.ExecContext(ctx, t.d.rebind(query), args...)
+	}
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
+}
+
+func (t *txn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if t.d.postgres {
+		return t.tx.QueryContext(ctx, t.d.rebind(query), args...)
+	}
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+func (t *txn) queryRow(ctx context.Context, query string, args ...any) row {
+	if t.d.postgres {
+		return row{r: t.tx.QueryRowContext(ctx, t.d.rebind(query), args...)}
+	}
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		return row{err: err}
+	}
+	return row{r: s.QueryRowContext(ctx, args...)}
+}
+
+// row is a *sql.Row that may carry the error of preparing its statement.
+type row struct {
+	r   *sql.Row
+	err error
+}
+
+func (r row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.r.Scan(dest...)
+}
+
 // stmt returns query prepared in the transaction; it closes with it.
 func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	if s, ok := t.stmts[query]; ok {
 		return s, nil
 	}
-	s, err := t.PrepareContext(ctx, query)
+	s, err := t.tx.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
@@ -453,6 +606,31 @@ func (t *txn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	}
 	t.stmts[query] = s
 	return s, nil
+}
+
+// lockKey is an advisory lock: a key within a space of the queue's.
+type lockKey struct {
+	space int64
+	key   string
+}
+
+// lock takes an advisory lock on PostgreSQL, held until the transaction
+// ends, so that the transactions of every node that check and then change
+// the same thing (a frequency cap's counter, a message's receipts) do so
+// one at a time. SQLite has one writer: nothing to do.
+func (t *txn) lock(ctx context.Context, space int64, key string) error {
+	k := lockKey{space, key}
+	if !t.d.postgres || t.locked[k] {
+		return nil
+	}
+	if _, err := t.exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(?, ?))`, key, space); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if t.locked == nil {
+		t.locked = make(map[lockKey]bool)
+	}
+	t.locked[k] = true
+	return nil
 }
 
 // Times are stored as Unix nanoseconds; 0 stands for the zero time.

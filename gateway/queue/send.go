@@ -10,14 +10,15 @@ import (
 	"time"
 )
 
-const entryColumns = `ext_id, tenant, msg_id, brand, user, request, envelope, not_before, expires_at, attempts, created, callback_url, compat`
+const entryColumns = `ext_id, tenant, msg_id, brand, "user", request, envelope, not_before, expires_at, attempts, created, callback_url, compat`
 
 // Claim leases up to limit entries that are due (NotBefore has passed and
 // they are not leased, or their lease has run out), increments their
 // Attempts, and returns them oldest first. A claimed entry stays in the queue
 // until Finish or Retry; if neither comes before the lease ends, it is claimed
 // again; a zero lease makes it claimable again at once. Expired entries are
-// returned like any other: the caller finishes them as "expired".
+// returned like any other: the caller finishes them as "expired". Nodes
+// claiming at once from one PostgreSQL queue never get the same entry.
 func (q *Queue) Claim(ctx context.Context, limit int, lease time.Duration) ([]Entry, error) {
 	if limit <= 0 || lease < 0 {
 		return nil, fmt.Errorf("%w: claim limit %d, lease %v", ErrInvalid, limit, lease)
@@ -25,10 +26,10 @@ func (q *Queue) Claim(ctx context.Context, limit int, lease time.Duration) ([]En
 	now := q.now()
 	var out []Entry
 	err := q.write(ctx, func(tx *txn) error {
-		rows, err := tx.QueryContext(ctx, `
-UPDATE entries SET due = ?, attempts = attempts + 1
-WHERE ext_id IN (SELECT ext_id FROM entries WHERE due <= ? ORDER BY due LIMIT ?)
-RETURNING `+entryColumns, now.Add(lease).UnixNano(), now.UnixNano(), limit)
+		rows, err := tx.query(ctx, `
+UPDATE entries SET due = ?, attempts = attempts + 1, owner = ?
+WHERE ext_id IN (SELECT ext_id FROM entries WHERE due <= ? ORDER BY due LIMIT ?`+q.d.skipLocked+`)
+RETURNING `+entryColumns, now.Add(lease).UnixNano(), q.node, now.UnixNano(), limit)
 		if err != nil {
 			return err
 		}
@@ -53,7 +54,7 @@ RETURNING `+entryColumns, now.Add(lease).UnixNano(), now.UnixNano(), limit)
 func (q *Queue) Finish(ctx context.Context, extID string, ev Event, refs ...ProviderRef) error {
 	err := q.writeGrouped(ctx, func(tx *txn) error {
 		var k entryKey
-		err := tx.QueryRowContext(ctx, `DELETE FROM entries WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`, extID).
+		err := tx.queryRow(ctx, `DELETE FROM entries WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`, extID).
 			Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL)
 		if err != nil {
 			return err
@@ -62,7 +63,7 @@ func (q *Queue) Finish(ctx context.Context, extID string, ev Event, refs ...Prov
 			if r.Adapter == "" || r.ID == "" {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO provider_ids
+			if _, err := tx.exec(ctx, `INSERT INTO provider_ids
 				(adapter, provider_id, tenant, msg_id, ext_message_id, callback_url, created) VALUES (?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (adapter, provider_id) DO NOTHING`,
 				r.Adapter, r.ID, k.tenant, k.msgID, k.extID, k.callbackURL, tx.now); err != nil {
@@ -87,7 +88,7 @@ func (q *Queue) Retry(ctx context.Context, extID string, at time.Time, ev *Event
 	err := q.writeGrouped(ctx, func(tx *txn) error {
 		var k entryKey
 		n := unixNano(at)
-		err := tx.QueryRowContext(ctx, `UPDATE entries SET not_before = ?, due = ? WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`,
+		err := tx.queryRow(ctx, `UPDATE entries SET not_before = ?, due = ? WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`,
 			n, n, extID).Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL)
 		if err != nil || ev == nil {
 			return err
@@ -111,7 +112,8 @@ func (q *Queue) Postpone(ctx context.Context, extID string, at time.Time, ev *Ev
 	err := q.writeGrouped(ctx, func(tx *txn) error {
 		var k entryKey
 		n := unixNano(at)
-		err := tx.QueryRowContext(ctx, `UPDATE entries SET not_before = ?, due = ?, attempts = max(attempts - 1, 0)
+		err := tx.queryRow(ctx, `UPDATE entries SET not_before = ?, due = ?,
+			attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
 			WHERE ext_id = ? RETURNING tenant, msg_id, ext_id, callback_url`,
 			n, n, extID).Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL)
 		if err != nil || ev == nil {
@@ -139,7 +141,7 @@ func (q *Queue) CancelSubject(ctx context.Context, tenant, brand, user string, e
 	}
 	var n int
 	err := q.write(ctx, func(tx *txn) error {
-		rows, err := tx.QueryContext(ctx, `DELETE FROM entries WHERE tenant = ? AND brand = ? AND user = ? RETURNING `+entryColumns,
+		rows, err := tx.query(ctx, `DELETE FROM entries WHERE tenant = ? AND brand = ? AND "user" = ? RETURNING `+entryColumns,
 			tenant, brand, user)
 		if err != nil {
 			return err
@@ -166,14 +168,25 @@ func (q *Queue) CancelSubject(ctx context.Context, tenant, brand, user string, e
 	return n, nil
 }
 
-// ReleaseLeases ends every lease now. Call it once at start-up of the only
-// process using the file: leases held by a process that died are void.
+// ReleaseLeases ends leases now, so that the entries and events they hold
+// are claimable at once: on SQLite every lease (the file has one process),
+// on PostgreSQL those this node (Options.Node) holds. Call it once at
+// start-up: the leases of the process that ran before are void. Another
+// node's leases are left to run out: that node may still be sending.
 func (q *Queue) ReleaseLeases(ctx context.Context) error {
+	entries := `UPDATE entries SET due = not_before WHERE due <> not_before`
+	events := `UPDATE events SET due = next_at WHERE due <> next_at`
+	var args []any
+	if q.d.postgres {
+		entries += ` AND owner = ?`
+		events += ` AND owner = ?`
+		args = []any{q.node}
+	}
 	err := q.write(ctx, func(tx *txn) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE entries SET due = not_before WHERE due <> not_before`); err != nil {
+		if _, err := tx.exec(ctx, entries, args...); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE events SET due = next_at WHERE due <> next_at`)
+		_, err := tx.exec(ctx, events, args...)
 		return err
 	})
 	if err != nil {
@@ -185,7 +198,7 @@ func (q *Queue) ReleaseLeases(ctx context.Context) error {
 // Len returns the number of queued entries, leased or not.
 func (q *Queue) Len(ctx context.Context) (int, error) {
 	var n int
-	if err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM entries`).Scan(&n); err != nil {
+	if err := q.queryRow(ctx, `SELECT count(*) FROM entries`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("queue: len: %w", err)
 	}
 	return n, nil
@@ -227,16 +240,21 @@ func (q *Queue) Receipt(ctx context.Context, ref ProviderRef, extID string, ev E
 	if ref.Adapter == "" || (ref.ID == "" && extID == "") || ev.Status == "" {
 		return Event{}, false, fmt.Errorf("%w: receipt needs an adapter, an id and a status", ErrInvalid)
 	}
+	var out Event
 	err = q.write(ctx, func(tx *txn) error {
-		var k entryKey
-		var last string
-		row := tx.QueryRowContext(ctx, `SELECT tenant, msg_id, ext_message_id, callback_url, receipt FROM provider_ids
-			WHERE adapter = ? AND provider_id = ?`, ref.Adapter, ref.ID)
-		if ref.ID == "" {
-			row = tx.QueryRowContext(ctx, `SELECT tenant, msg_id, ext_message_id, callback_url, receipt FROM provider_ids
-				WHERE adapter = ? AND ext_message_id = ? LIMIT 1`, ref.Adapter, extID)
+		out, ok = Event{}, false // a retried transaction starts over
+		find := func() (k entryKey, last string, err error) {
+			row := tx.queryRow(ctx, `SELECT tenant, msg_id, ext_message_id, callback_url, receipt FROM provider_ids
+				WHERE adapter = ? AND provider_id = ?`, ref.Adapter, ref.ID)
+			if ref.ID == "" {
+				row = tx.queryRow(ctx, `SELECT tenant, msg_id, ext_message_id, callback_url, receipt FROM provider_ids
+					WHERE adapter = ? AND ext_message_id = ? LIMIT 1`, ref.Adapter, extID)
+			}
+			err = row.Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL, &last)
+			return k, last, err
 		}
-		if err := row.Scan(&k.tenant, &k.msgID, &k.extID, &k.callbackURL, &last); err != nil {
+		k, last, err := find()
+		if err != nil {
 			return err
 		}
 		if extID != "" && extID != k.extID {
@@ -244,14 +262,26 @@ func (q *Queue) Receipt(ctx context.Context, ref ProviderRef, extID string, ev E
 			// believe neither.
 			return sql.ErrNoRows
 		}
+		if q.d.postgres {
+			// Another node may be recording a receipt of the same
+			// message (providers repeat them, and a message sent in
+			// parts has one per part): one at a time, and read again
+			// what the one before left.
+			if err := tx.lock(ctx, q.receiptLocks, k.extID); err != nil {
+				return err
+			}
+			if k, last, err = find(); err != nil {
+				return err
+			}
+		}
 		if last == ev.Status {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE provider_ids SET receipt = ? WHERE ext_message_id = ?`, ev.Status, k.extID); err != nil {
+		if _, err := tx.exec(ctx, `UPDATE provider_ids SET receipt = ? WHERE ext_message_id = ?`, ev.Status, k.extID); err != nil {
 			return fmt.Errorf("record receipt: %w", err)
 		}
-		ev, ok = k.fill(ev), true
-		return tx.addEvent(ctx, ev)
+		out, ok = k.fill(ev), true
+		return tx.addEvent(ctx, out)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return Event{}, false, fmt.Errorf("queue: receipt: %w", ErrNotFound)
@@ -259,5 +289,8 @@ func (q *Queue) Receipt(ctx context.Context, ref ProviderRef, extID string, ev E
 	if err != nil {
 		return Event{}, false, fmt.Errorf("queue: receipt: %w", err)
 	}
-	return ev, ok, nil
+	if !ok {
+		return ev, false, nil
+	}
+	return out, true, nil
 }

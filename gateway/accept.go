@@ -166,12 +166,20 @@ func (g *Gateway) Accept(ctx context.Context, env *envelope.Envelope) (*Response
 		return nil, err
 	}
 	now := g.now()
+	// The volume guard counts the whole envelope at once: one round trip
+	// to the shared counters of a cluster, not one per message. Without
+	// the count the policy cannot judge volume, so nothing is accepted.
+	vol, err := g.volume.AddVolume(ctx, batch.Tenant, now, len(batch.Messages))
+	if err != nil {
+		return nil, errors.Join(errQueue, fmt.Errorf("volume guard: %w", err))
+	}
+	vol -= len(batch.Messages)
 	results := make([]Result, len(batch.Messages))
 	decisions := make([]*audit.Record, len(batch.Messages))
 	var items []queue.Item
 	var itemIdx []int
 	for i, raw := range batch.Messages {
-		res, item, dec := g.check(ctx, batch, i, raw, now)
+		res, item, dec := g.check(ctx, batch, i, raw, now, vol+i+1)
 		results[i], decisions[i] = res, dec
 		if item != nil {
 			items = append(items, *item)
@@ -260,7 +268,9 @@ func answerRecord(b *envelope.Batch, i int, r Result, dec *audit.Record) audit.R
 // check validates one message of a batch and decides its answer. A nil item
 // means the answer is not remembered: the request had no usable id, or the
 // failure was retryable.
-func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.RawMessage, now time.Time) (Result, *queue.Item, *audit.Record) {
+//
+// rate is the tenant's volume over the last minute, this message included.
+func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.RawMessage, now time.Time, rate int) (Result, *queue.Item, *audit.Record) {
 	m, err := envelope.ParseMessage(raw)
 	if err != nil {
 		id := looseID(raw)
@@ -289,7 +299,7 @@ func (g *Gateway) check(ctx context.Context, b *envelope.Batch, i int, raw json.
 		API: "native", Stage: "accept", Tenant: m.Tenant, Brand: m.Brand,
 		Channel: m.Channel, Category: m.Category, Purpose: m.Purpose, Placeholders: fields,
 		Now: now, FromDomain: addressDomain(m.From),
-		TenantRatePerMinute: g.rate.add(m.Tenant, now, 1),
+		TenantRatePerMinute: rate,
 	}
 	var notBefore time.Time
 	if m.NotBefore != nil {

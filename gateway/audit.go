@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,10 +19,16 @@ const AuditOriginPrefix = "blindpost.gateway/"
 
 // auditOrigin is the log's origin line and note key name.
 func auditOrigin(cfg *Config, key *envelope.SigningKey) string {
-	if cfg.Audit.Origin != "" {
-		return cfg.Audit.Origin
+	origin := cfg.Audit.Origin
+	if origin == "" {
+		origin = AuditOriginPrefix + string(key.ID)
 	}
-	return AuditOriginPrefix + string(key.ID)
+	if cfg.Clustered() {
+		// One log per node: each has its own chain and checkpoints, and
+		// the node's name keeps the witnesses' copies apart.
+		origin += "/" + cfg.Cluster.Node
+	}
+	return origin
 }
 
 // newRecord builds one audit record. Its data never holds PII: ids, codes,
@@ -71,16 +78,28 @@ type auditedStore struct {
 	g *Gateway
 }
 
+// The record goes on the log before the erasure, as every decision does
+// before its action: written after, a failed append would leave an erasure
+// that no retry could ever record, since a retried DELETE finds nothing to
+// erase. A retry after a failed erasure records the request again.
 func (s auditedStore) Erase(ctx context.Context, ref vault.Ref) error {
 	var pseudonym string
-	if rec, err := s.Store.Resolve(ctx, ref); err == nil {
+	rec, err := s.Store.Resolve(ctx, ref)
+	switch {
+	case err == nil:
 		pseudonym = rec.Pseudonym
-	}
-	if err := s.Store.Erase(ctx, ref); err != nil {
+	case errors.Is(err, vault.ErrNotFound):
+		return s.Store.Erase(ctx, ref) // nothing to erase, nothing to record
+	case errors.Is(err, vault.ErrUnavailable):
 		return err
 	}
-	return s.g.appendAudit(ctx, newRecord(audit.KindErasure, ref.Tenant, audit.ErasureData{Brand: ref.Brand},
-		func(r *audit.Record) { r.Pseudonym = pseudonym }))
+	// A record that does not open (ErrCorrupt) is erased all the same,
+	// under no pseudonym.
+	if err := s.g.appendAudit(ctx, newRecord(audit.KindErasure, ref.Tenant, audit.ErasureData{Brand: ref.Brand},
+		func(r *audit.Record) { r.Pseudonym = pseudonym })); err != nil {
+		return err
+	}
+	return s.Store.Erase(ctx, ref)
 }
 
 // shredder completes erasures a record store can only finish later: the

@@ -138,6 +138,11 @@ type PublicConfig struct {
 	TLS bool `yaml:"tls"`
 	// UnsubscribeTTL is how long an unsubscribe link works; default 180 days.
 	UnsubscribeTTL Duration `yaml:"unsubscribe_ttl"`
+	// KeyFile holds the 32-byte key that seals unsubscribe links; default
+	// data_dir/unsubscribe.key, created on first start. Nodes of a cluster
+	// must all read the same key, so there it is required and must exist
+	// (`blindpost keys generate unsubscribe --out DIR`).
+	KeyFile string `yaml:"key_file"`
 }
 
 func (c *Config) setChannelDefaults() {
@@ -154,6 +159,7 @@ func (c *Config) resolveChannelPaths(abs func(*string)) {
 		abs(&c.SMTP.DKIM[i].KeyFile)
 	}
 	abs(&c.SMS.SMPP.CAFile)
+	abs(&c.Public.KeyFile)
 }
 
 func (c *Config) validateChannels(bad func(field, format string, args ...any)) {

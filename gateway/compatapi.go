@@ -208,12 +208,17 @@ func (g *Gateway) AcceptCompat(ctx context.Context, t *compat.Tenant, r compat.R
 	if err != nil {
 		return "", fmt.Errorf("template: %w", compat.ErrInvalid)
 	}
+	rate, err := g.volume.AddVolume(ctx, m.Tenant, now, 1)
+	if err != nil {
+		g.log.Error("compat request not counted", "tenant", m.Tenant, "err", err)
+		return "", fmt.Errorf("volume guard: %w", compat.ErrUnavailable)
+	}
 	in := policy.Input{
 		API: "compat", Stage: "accept", Tenant: m.Tenant, Brand: m.Brand,
 		Channel: m.Channel, Category: m.Category, Purpose: m.Purpose, Placeholders: fields,
 		Now: now, FromDomain: addressDomain(m.From), ActivityType: r.ActivityType,
 		ToOverrideDomain:    addressDomain(r.ToEmailAddress),
-		TenantRatePerMinute: g.rate.add(m.Tenant, now, 1),
+		TenantRatePerMinute: rate,
 	}
 	adm, err := g.admit(ctx, &m, in, time.Time{})
 	rec := adm.record

@@ -38,8 +38,35 @@ type Config struct {
 	Send          SendConfig     `yaml:"send"`
 	Callbacks     CallbackConf   `yaml:"callbacks"`
 	Audit         AuditConfig    `yaml:"audit"`
+	Cluster       ClusterConfig  `yaml:"cluster"`
 	Tenants       []Tenant       `yaml:"tenants"`
 }
+
+// ClusterConfig lets several gateway nodes serve one operator. With
+// postgres.dsn_env set, everything the nodes must agree on lives in that
+// PostgreSQL database: the queue with its leases, the remembered answers,
+// the envelope nonces, the frequency caps, the volume guard and the
+// status-callback outbox. Each node keeps its own audit log in its data_dir,
+// named by Node in its checkpoints, so no node ever waits for another to
+// append; see docs/multi-node.md.
+type ClusterConfig struct {
+	// Node names this node: unique among the nodes and the same across
+	// restarts, so a restarted node takes back its own in-flight messages at
+	// once (a dead node's leases run out and the others take them then).
+	Node     string                `yaml:"node"`
+	Postgres ClusterPostgresConfig `yaml:"postgres"`
+}
+
+// ClusterPostgresConfig is the shared state's database.
+type ClusterPostgresConfig struct {
+	// DSNEnv names the environment variable holding the connection string
+	// (it carries a password, so it is never in the file).
+	DSNEnv string `yaml:"dsn_env"`
+	Schema string `yaml:"schema"` // default blindpost_queue
+}
+
+// Clustered reports whether the nodes share their state in PostgreSQL.
+func (c *Config) Clustered() bool { return c.Cluster.Postgres.DSNEnv != "" }
 
 // TLSConfig configures the message listener. An empty CertFile serves plain
 // HTTP, which Validate allows only on a loopback address.
@@ -185,6 +212,19 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
+// validNodeName keeps node names to what reads well in a log origin.
+func validNodeName(s string) error {
+	if len(s) > 64 {
+		return errors.New("at most 64 characters")
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("%q: only letters, digits, '-', '_' and '.'", s)
+		}
+	}
+	return nil
+}
+
 // ErrConfig marks every configuration error.
 var ErrConfig = errors.New("config")
 
@@ -326,6 +366,21 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "required")
+	}
+	if c.Clustered() {
+		if c.Cluster.Node == "" {
+			bad("cluster.node", "required with cluster.postgres: each node needs its own stable name")
+		} else if err := validNodeName(c.Cluster.Node); err != nil {
+			bad("cluster.node", "%v", err)
+		}
+		if c.Vault.Postgres.DSNEnv == "" && !c.Vault.KV.Enabled {
+			bad("vault", "a cluster needs a shared record store (vault.postgres or vault.kv): the embedded vault.db is one node's file")
+		}
+		if c.Public.Listen != "" && c.Public.KeyFile == "" {
+			bad("public.key_file", "required with cluster.postgres: every node must open the unsubscribe links the others sealed")
+		}
+	} else if c.Cluster.Node != "" {
+		bad("cluster.node", "needs cluster.postgres.dsn_env")
 	}
 	if len(c.Keys.HPKE) == 0 {
 		bad("keys.hpke", "at least one HPKE private key file is required")

@@ -31,6 +31,12 @@ func TestConfigFiles(t *testing.T) {
 			"compat.trusted_proxies:", "tenants[0].compat.secrets_env:", "tenants[0].compat.allow_ips:",
 			"tenants[0].compat.callback_allow:", "tenants[0].compat.brand:", "tenants[0].compat.category:",
 		}},
+		{"invalid-cluster.yaml", []string{
+			"cluster.node: required with cluster.postgres", "vault: a cluster needs a shared record store",
+			"public.key_file: required with cluster.postgres",
+		}},
+		{"invalid-node.yaml", []string{"cluster.node: needs cluster.postgres.dsn_env"}},
+		{"../../../deploy/examples/gateway-vault-postgres.yaml", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {

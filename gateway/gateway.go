@@ -105,8 +105,8 @@ type Gateway struct {
 	admin         *admin.Tokens
 	metrics       *metrics
 
-	wake chan struct{}
-	rate rateWindow // requests per tenant over the last minute (volume guard)
+	wake   chan struct{}
+	volume volumeCounter // requests per tenant over the last minute (volume guard)
 
 	mu         sync.Mutex
 	listeners  []net.Listener
@@ -247,17 +247,9 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 		}, v.pending))
 	}
 
-	// Queue.
-	q, err := queue.Open(filepath.Join(cfg.DataDir, "queue.db"), queue.Options{Now: g.now, Logger: g.log})
-	if err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
-	}
-	g.queue = q
-	g.closers = append(g.closers, q.Close)
-	// One node owns the embedded queue, so leases held by a process that
-	// died are over the moment this one starts.
-	if err := q.ReleaseLeases(ctx); err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
+	// Queue, and with it the state nodes share.
+	if err := g.openQueue(ctx, cfg); err != nil {
+		return nil, err
 	}
 
 	// Audit log: every envelope, decision, delivery and erasure.
@@ -290,7 +282,13 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 		return nil, err
 	}
 	if cfg.Public.Listen != "" {
-		key, err := loadUnsubscribeKey(filepath.Join(cfg.DataDir, "unsubscribe.key"))
+		// A node of a cluster never makes its own key: links sealed by
+		// the others would not open here, and opt-outs would be lost.
+		path, create := cfg.Public.KeyFile, !cfg.Clustered()
+		if path == "" {
+			path = filepath.Join(cfg.DataDir, "unsubscribe.key")
+		}
+		key, err := loadUnsubscribeKey(path, create)
 		if err != nil {
 			return nil, fmt.Errorf("public: %w", err)
 		}
@@ -342,8 +340,13 @@ func OpenVault(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Vault, er
 		}
 		v.closers = append(v.closers, hv.Close)
 		v.Transit, v.Keys = hv, hv
-	} else if v.Keys, err = keyProvider(cfg.Vault.Embedded); err != nil {
-		return nil, fmt.Errorf("vault.embedded: %w", err)
+	} else {
+		lp, err := keyProvider(cfg.Vault.Embedded)
+		if err != nil {
+			return nil, fmt.Errorf("vault.embedded: %w", err)
+		}
+		v.closers = append(v.closers, lp.Close) // clears the derived keys
+		v.Keys = lp
 	}
 	switch pc := cfg.Vault.Postgres; {
 	case cfg.Vault.KV.Enabled:
@@ -387,7 +390,47 @@ func OpenVault(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Vault, er
 	return v, nil
 }
 
-func keyProvider(c EmbeddedVaultConfig) (vault.KeyProvider, error) {
+// openQueue opens the queue: the embedded file that this node alone owns,
+// or, for a cluster, the PostgreSQL schema every node shares, which then
+// also keeps the envelope nonces and the volume guard's counters.
+func (g *Gateway) openQueue(ctx context.Context, cfg *Config) error {
+	opts := queue.Options{Now: g.now, Logger: g.log, Node: cfg.Cluster.Node, Schema: cfg.Cluster.Postgres.Schema}
+	if !cfg.Clustered() {
+		q, err := queue.Open(filepath.Join(cfg.DataDir, "queue.db"), opts)
+		if err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		g.queue = q
+		g.closers = append(g.closers, q.Close)
+		g.volume = &rateWindow{}
+		// One node owns the embedded queue: leases held by a process that
+		// died are over the moment this one starts.
+		if err := q.ReleaseLeases(ctx); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		return nil
+	}
+	dsn, err := env("cluster.postgres.dsn_env", cfg.Cluster.Postgres.DSNEnv)
+	if err != nil {
+		return err
+	}
+	q, err := queue.OpenPostgres(ctx, dsn, opts)
+	if err != nil {
+		return fmt.Errorf("cluster.postgres: %w", err)
+	}
+	g.queue = q
+	g.closers = append(g.closers, q.Close)
+	g.volume = q
+	g.opener.Replay = q // a nonce seen by any node is a replay on every node
+	// Only this node's own leases: the other nodes are alive, and a dead
+	// one's leases run out by themselves.
+	if err := q.ReleaseLeases(ctx); err != nil {
+		return fmt.Errorf("cluster.postgres: %w", err)
+	}
+	return nil
+}
+
+func keyProvider(c EmbeddedVaultConfig) (*embedded.LocalKeyProvider, error) {
 	if c.PassphraseEnv != "" {
 		pass := os.Getenv(c.PassphraseEnv)
 		if pass == "" {

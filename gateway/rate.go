@@ -1,9 +1,19 @@
 package gateway
 
 import (
+	"context"
 	"sync"
 	"time"
 )
+
+// volumeCounter counts a tenant's requests over the last minute for the
+// volume guard: rateWindow on one node, the shared queue on a cluster (so
+// the limit does not multiply by the number of nodes).
+type volumeCounter interface {
+	// AddVolume counts n requests of tenant at now and returns the total
+	// over the minute ending at now.
+	AddVolume(ctx context.Context, tenant string, now time.Time, n int) (int, error)
+}
 
 // rateWindow counts requests per tenant over the last minute, in one-second
 // buckets: the volume guard's input. It is per node; several nodes need the
@@ -16,6 +26,11 @@ type rateWindow struct {
 type bucket struct {
 	second int64
 	n      int
+}
+
+// AddVolume implements volumeCounter.
+func (w *rateWindow) AddVolume(_ context.Context, tenant string, now time.Time, n int) (int, error) {
+	return w.add(tenant, now, n), nil
 }
 
 // add counts n requests for tenant at now and returns the total over the

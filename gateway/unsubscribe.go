@@ -60,9 +60,9 @@ type unsubscriber struct {
 }
 
 // loadUnsubscribeKey reads the 32-byte key, creating it on first start.
-func loadUnsubscribeKey(path string) ([]byte, error) {
+func loadUnsubscribeKey(path string, create bool) ([]byte, error) {
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) && create {
 		b = make([]byte, chacha20poly1305.KeySize)
 		rand.Read(b)
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/mail"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -118,7 +119,11 @@ func (l *ledger) acknowledged() map[string]string {
 // key for the gateway's HPKE key and posts them over TLS, resending what
 // got no answer as the core's outbox would.
 type core struct {
-	url    string
+	// urls are the gateway nodes, tried in turn: a post that gets no
+	// answer moves this sender to the next node, as a core behind a load
+	// balancer would see it. Each sender has its own copy (see via).
+	urls   []string
+	cur    int
 	client *http.Client
 	key    *envelope.SigningKey
 	pub    *envelope.RecipientPublicKey
@@ -140,7 +145,18 @@ func (c *core) post(ctx context.Context, msgs []envelope.Message) (*gateway.Resp
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	return devenv.PostEnvelope(ctx, c.client, c.url, env)
+	resp, err := devenv.PostEnvelope(ctx, c.client, c.urls[c.cur], env)
+	if err != nil {
+		c.cur = (c.cur + 1) % len(c.urls)
+	}
+	return resp, err
+}
+
+// via returns a copy of c for one sender, starting at node first.
+func (c *core) via(first int) *core {
+	cp := *c
+	cp.cur = first % len(c.urls)
+	return &cp
 }
 
 // send runs one sender: it posts batches of new messages until stop is
@@ -202,12 +218,17 @@ type relay struct {
 	total      int
 	unreadable []string // captured files without a readable Message-ID
 
-	pub      ed25519.PublicKey
-	witness  *audit.Witness
-	statuses map[string][]string // ext_message_id -> callback statuses, in arrival order
-	refused  []string            // callbacks the core refused, and why
-	srv      *http.Server
-	ln       net.Listener
+	pub ed25519.PublicKey
+	// witness keeps the checkpoints of the one log the test expects; with
+	// witnessDir set instead, each log origin (one per cluster node) gets
+	// its own witness file there, as the core keeps them.
+	witness    *audit.Witness
+	witnessDir string
+	witnesses  map[string]*audit.Witness
+	statuses   map[string][]string // ext_message_id -> callback statuses, in arrival order
+	refused    []string            // callbacks the core refused, and why
+	srv        *http.Server
+	ln         net.Listener
 }
 
 // onMessage is the capture server's hook: it counts each stored message by
@@ -269,7 +290,7 @@ func (r *relay) serveCallback(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if pl.Checkpoint != "" {
-		if err := r.witness.Observe([]byte(pl.Checkpoint)); err != nil {
+		if err := r.observe([]byte(pl.Checkpoint)); err != nil {
 			// A checkpoint smaller than one the gateway published before a
 			// crash: the log lost acknowledged records.
 			refuse(http.StatusConflict, fmt.Sprintf("checkpoint of callback seq %d: %v", pl.Seq, err))
@@ -280,6 +301,47 @@ func (r *relay) serveCallback(w http.ResponseWriter, req *http.Request) {
 	r.statuses[pl.ExtMessageID] = append(r.statuses[pl.ExtMessageID], pl.Status)
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// observe keeps a checkpoint in the witness of its log.
+func (r *relay) observe(cp []byte) error {
+	if r.witness != nil {
+		return r.witness.Observe(cp)
+	}
+	origin, _, ok := bytes.Cut(cp, []byte("\n"))
+	if !ok {
+		return errors.New("checkpoint without an origin line")
+	}
+	w, err := r.witnessOf(string(origin))
+	if err != nil {
+		return err
+	}
+	return w.Observe(cp)
+}
+
+// witnessOf returns the witness of the log named origin, opening its file
+// on first use.
+func (r *relay) witnessOf(origin string) (*audit.Witness, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w := r.witnesses[origin]; w != nil {
+		return w, nil
+	}
+	name := strings.Map(func(c rune) rune {
+		if c == '/' || c == ' ' {
+			return '_'
+		}
+		return c
+	}, origin)
+	w, err := audit.OpenWitness(filepath.Join(r.witnessDir, "witness-"+name), r.pub, origin)
+	if err != nil {
+		return nil, err
+	}
+	if r.witnesses == nil {
+		r.witnesses = map[string]*audit.Witness{}
+	}
+	r.witnesses[origin] = w
+	return w, nil
 }
 
 func (r *relay) close() {

@@ -18,15 +18,20 @@ import (
 const AuditOriginPrefix = "blindpost.gateway/"
 
 // auditOrigin is the log's origin line and note key name.
-func auditOrigin(cfg *Config, key *envelope.SigningKey) string {
-	origin := cfg.Audit.Origin
+func auditOrigin(cfg *Config, key *envelope.SigningKey) string { return cfg.AuditOrigin(key.ID) }
+
+// AuditOrigin is the origin of the audit log of a gateway run with c and
+// the signing key whose id is kid: what the core's witness and an auditor
+// verify its checkpoints against.
+func (c *Config) AuditOrigin(kid envelope.KeyID) string {
+	origin := c.Audit.Origin
 	if origin == "" {
-		origin = AuditOriginPrefix + string(key.ID)
+		origin = AuditOriginPrefix + string(kid)
 	}
-	if cfg.Clustered() {
+	if c.Clustered() {
 		// One log per node: each has its own chain and checkpoints, and
 		// the node's name keeps the witnesses' copies apart.
-		origin += "/" + cfg.Cluster.Node
+		origin += "/" + c.Cluster.Node
 	}
 	return origin
 }

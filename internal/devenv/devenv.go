@@ -230,13 +230,7 @@ func Start(ctx context.Context, dir string, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// The core side keeps witness copies of the gateway's audit log: every
-	// checkpoint that arrives in a callback.
-	witness, err := audit.OpenWitness(p(dir, "witness"), sigPub.Public, gateway.AuditOriginPrefix+string(sigPub.ID))
-	if err != nil {
-		return nil, fmt.Errorf("witness: %w", err)
-	}
-	e.Core, err = ListenCallbacks(p(dir, "callbacks.ndjson"), sigPub.Public, witness)
+	e.Core, err = ListenCallbacks(p(dir, "callbacks.ndjson"), sigPub.Public, nil)
 	if err != nil {
 		return nil, fmt.Errorf("callback receiver: %w", err)
 	}
@@ -246,6 +240,13 @@ func Start(ctx context.Context, dir string, opts Options) (_ *Env, err error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	// The core side keeps witness copies of the gateway's audit log: every
+	// checkpoint that arrives in a callback. Nothing calls back before the
+	// gateway starts, below.
+	e.Core.witness, err = audit.OpenWitness(p(dir, "witness"), sigPub.Public, cfg.AuditOrigin(sigPub.ID))
+	if err != nil {
+		return nil, fmt.Errorf("witness: %w", err)
 	}
 	if b, err := cfg.Marshal(); err == nil {
 		os.WriteFile(p(dir, "gateway.yaml"), b, 0o600)

@@ -11,11 +11,26 @@ import (
 	"github.com/blindpost/blindpost/vault/embedded"
 )
 
+// keysUsage is the keys command's subcommands.
+const keysUsage = `blindpost keys generate gateway|core|vault --out DIR
+blindpost keys public DIR
+blindpost keys rotate kek --config FILE [--tenant T ...] [--token-env VAR] [--batch N] [--rotate-only | --rewrap-only]
+blindpost keys rotate kek --config FILE --finish [--no-trim]
+blindpost keys rotate hpke --out DIR [--config FILE]
+blindpost keys rotate signing --out DIR [--config FILE]`
+
 func runKeys(ctx context.Context, c *cli, args []string) error {
+	if len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(c.stdout, keysUsage)
+		return nil
+	}
 	if len(args) == 0 {
-		return fmt.Errorf("keys: want generate or public")
+		fmt.Fprintln(c.stderr, keysUsage)
+		return errUsage
 	}
 	switch args[0] {
+	case "rotate":
+		return runKeysRotate(ctx, c, args[1:])
 	case "generate":
 		fs := flags(c, "keys generate")
 		out := fs.String("out", "", "directory for the new keys (created 0700)")
@@ -58,7 +73,7 @@ func runKeys(ctx context.Context, c *cli, args []string) error {
 		}
 		return printPublic(c, args[1])
 	default:
-		return fmt.Errorf("keys: unknown subcommand %q", args[0])
+		return fmt.Errorf("keys: unknown subcommand %q (want generate, public or rotate)", args[0])
 	}
 }
 

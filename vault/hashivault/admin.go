@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/blindpost/blindpost/vault"
 )
@@ -152,7 +153,12 @@ func (p *Provider) RotateKEK(ctx context.Context, tenant string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.rotate(ctx, kek)
+	v, err := p.rotate(ctx, kek)
+	if err != nil {
+		return 0, err
+	}
+	p.latest.set(kek, v, time.Now()) // KEKVersion must see it at once
+	return v, nil
 }
 
 // RotateTokenKey adds a new version of the tenant's token key and returns

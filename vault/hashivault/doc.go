@@ -87,8 +87,13 @@
 //
 //  1. RotateKEK: new wraps use the new version at once; old wrapped keys
 //     still unwrap.
-//  2. Re-wrap every stored wrapped key whose CiphertextVersion is older,
-//     in batches (Rewrap), and write the results back.
+//  2. Re-wrap every stored wrapped key whose version is older, in batches,
+//     and write the results back: the record stores' Rewrap does it, with
+//     the Provider as a vault.KEKVersioner (KEKVersion: the version from
+//     the ciphertext, the latest from KeyStatus, cached for seconds) and
+//     RewrapKeys (Rewrap with plain types).
+//     `blindpost keys rotate kek --config FILE` runs steps 1 and 2, and
+//     `--finish` steps 3 and 4 once no key of an old version is left.
 //  3. SetMinDecryptionVersion(new): Transit now refuses the old versions,
 //     so a row the re-wrap missed fails loudly (vault.ErrCorrupt) while it
 //     can still be undone by lowering the minimum again.

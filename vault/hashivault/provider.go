@@ -51,6 +51,7 @@ type Provider struct {
 	closed    chan struct{} // closed by Close, before the renewal stops
 
 	batcher *coalescer // nil when Config.MaxInFlight < 0
+	latest  latestVersions
 
 	mu    sync.Mutex
 	owned bool // the token came from a login this Provider made
@@ -372,9 +373,12 @@ func (p *Provider) WrapBatch(ctx context.Context, tenant string, items []Item) (
 			case r.Error != "":
 				reason, kind := classifyItem(opWrap, r.Error)
 				out = append(out, Result{Err: &Error{Op: opWrap, Key: key, Kind: kind, Reason: reason}})
-			case !isCiphertext(r.Ciphertext):
-				return nil, badReply(opWrap, key, errors.New("no ciphertext in batch result"))
 			default:
+				v, err := CiphertextVersion([]byte(r.Ciphertext))
+				if err != nil {
+					return nil, badReply(opWrap, key, errors.New("no ciphertext in batch result"))
+				}
+				p.latest.raise(key, v)
 				out = append(out, Result{Data: []byte(r.Ciphertext)})
 			}
 		}
@@ -586,11 +590,6 @@ func CiphertextVersion(wrapped []byte) (int, error) {
 		return 0, corrupt(opUnwrap, "", reasonMalform)
 	}
 	return n, nil
-}
-
-func isCiphertext(s string) bool {
-	_, err := CiphertextVersion([]byte(s))
-	return err == nil
 }
 
 // Health checks that Vault is reachable, initialised and unsealed

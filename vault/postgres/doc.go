@@ -22,8 +22,8 @@
 //	tokens        (tenant, brand, token, user_id), also indexed by subject
 //	key_checks    tenant → a random value wrapped under the tenant's key,
 //	              so Open fails with vault.ErrCorrupt on a wrong key
-//	shred_pending erasures not yet shredded (when, and the erasing
-//	              transaction's id; no subject ids)
+//	shred_pending erasures and re-wrap passes not yet shredded (when, and
+//	              the transaction's id; no subject ids)
 //
 // The role that opens the store needs CREATE on the database (or a schema
 // it owns, created beforehand) and must own the tables, since Shred runs
@@ -88,6 +88,25 @@
 //     Pending as a metric. The window is then the schedule's interval
 //     plus any deferral: until Shred runs, a person with the database
 //     files and the KEK could still open the erased record.
+//
+// # Re-wrapping after a KEK rotation
+//
+// Rewrap (vault.Rewrapper) moves a tenant's wrapped data keys, and its key
+// check, to the key provider's newest KEK version while the gateways
+// serve: `blindpost keys rotate kek` runs it. It walks the subjects in
+// primary-key order, a page (256) per read; a provider that is a
+// vault.KEKVersioner says which keys are old, and hashivault's Transit
+// provider re-wraps a page in one batch decrypt and one batch encrypt.
+// Each page is written back in one short transaction whose UPDATE compares
+// the wrapped key it read: every Put writes a fresh wrapped key with the
+// new record version, so an unchanged key means an unchanged version, and
+// a Put that raced the page is never overwritten (its row is read again;
+// the Put wrapped under the newest version already). The replaced keys
+// remain in dead tuples, so the pass records itself in shred_pending (one
+// row per pass) and the next Shred rewrites them away. Measured on the
+// machine below (BenchmarkRewrap, 2,000 subjects): 27,000-32,000 keys/s
+// with the embedded key file, 10,000-12,000 keys/s with Transit on a local
+// Vault dev server (1,100-1,400 keys/s key by key).
 //
 // What Shred cannot reach, and the rotation that closes it: the WAL still
 // holds the inserted rows until its segments are recycled, and WAL

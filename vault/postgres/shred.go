@@ -90,7 +90,7 @@ func (s *Store) shred(ctx context.Context) error {
 	// newest erasure by milliseconds: wait a little for them to end
 	// rather than defer the erasure to the next run.
 	var (
-		safe     []int64
+		safe     []pendingShred
 		deferred int
 	)
 	for wait := 25 * time.Millisecond; ; wait *= 2 {
@@ -118,7 +118,16 @@ func (s *Store) shred(ctx context.Context) error {
 		}
 	}
 	if len(safe) > 0 {
-		if _, err := conn.Exec(ctx, `DELETE FROM `+s.schema+`.shred_pending WHERE id = ANY($1)`, safe); err != nil {
+		// Only as they were read: a re-wrap pass moves its row to each of
+		// its transactions, and one it committed during the rewrite may
+		// have left dead tuples the rewrite had to keep.
+		ids, xids := make([]int64, len(safe)), make([]string, len(safe))
+		for i, p := range safe {
+			ids[i], xids[i] = p.id, p.xid
+		}
+		if _, err := conn.Exec(ctx, `DELETE FROM `+s.schema+`.shred_pending p
+			USING unnest($1::bigint[], $2::text[]) AS u(id, xid)
+			WHERE p.id = u.id AND p.erase_xid::text = u.xid`, ids, xids); err != nil {
 			return dbErr("clear pending erasures", err)
 		}
 	}
@@ -132,25 +141,31 @@ func (s *Store) shred(ctx context.Context) error {
 // predate an erasure (25 ms doubling: about 1.6 s in all).
 const maxHorizonWait = time.Second
 
+// pendingShred is a shred_pending row: an erasure, or a re-wrap pass.
+type pendingShred struct {
+	id  int64
+	xid string
+}
+
 // pendingErasures splits the pending erasures into those whose
 // transaction is older than every snapshot that remains, which VACUUM FULL
 // can shred because no snapshot can see the rows they deleted, and the
 // number of the others. Ages are relative to the statement's transaction,
 // so both sides are computed in one statement; and the horizon only moves forward, so reading it before the
 // rewrite is conservative.
-func (s *Store) pendingErasures(ctx context.Context, conn *pgxpool.Conn) (safe []int64, deferred int, err error) {
-	rows, err := conn.Query(ctx, `SELECT id, age((erase_xid::text::bigint % 4294967296)::text::xid) > (`+horizonAge+`)
+func (s *Store) pendingErasures(ctx context.Context, conn *pgxpool.Conn) (safe []pendingShred, deferred int, err error) {
+	rows, err := conn.Query(ctx, `SELECT id, erase_xid::text, age((erase_xid::text::bigint % 4294967296)::text::xid) > (`+horizonAge+`)
 		FROM `+s.schema+`.shred_pending`)
 	if err != nil {
 		return nil, 0, dbErr("read pending erasures", err)
 	}
 	var (
-		id int64
+		p  pendingShred
 		ok bool
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &ok}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&p.id, &p.xid, &ok}, func() error {
 		if ok {
-			safe = append(safe, id)
+			safe = append(safe, p)
 		} else {
 			deferred++
 		}
@@ -161,10 +176,11 @@ func (s *Store) pendingErasures(ctx context.Context, conn *pgxpool.Conn) (safe [
 	return safe, deferred, nil
 }
 
-// Pending reports how many erasures Shred has not yet covered, and when the
-// oldest of them happened: the window in which an erased subject's wrapped
-// data key may still be read from the database files. Export it as a
-// metric; alert when oldest falls behind the shred schedule.
+// Pending reports how many erasures (and re-wrap passes, one each) Shred
+// has not yet covered, and when the oldest of them happened: the window in
+// which an erased subject's wrapped data key may still be read from the
+// database files. Export it as a metric; alert when oldest falls behind
+// the shred schedule.
 func (s *Store) Pending(ctx context.Context) (n int, oldest time.Time, err error) {
 	var t *time.Time
 	err = s.pool.QueryRow(ctx, `SELECT count(*), min(erased_at) FROM `+s.schema+`.shred_pending`).Scan(&n, &t)

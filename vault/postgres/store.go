@@ -64,6 +64,7 @@ type Store struct {
 	schema       string // quoted
 	lockKey      int64  // advisory lock of this schema's migrations and shreds
 	q            queries
+	rq           rewrapQueries
 
 	// subjectLocks serialise Puts of one subject within this process, so
 	// they queue here rather than each holding a pooled connection while
@@ -143,6 +144,7 @@ func Open(ctx context.Context, dsn string, kp vault.KeyProvider, opts Options) (
 		checked:      map[string]bool{},
 	}
 	s.q = newQueries(s.schema)
+	s.rq = newRewrapQueries(s.schema)
 	h := fnv.New64a()
 	h.Write([]byte("blindpost-vault-schema\x00" + schema))
 	s.lockKey = int64(h.Sum64())
@@ -581,7 +583,12 @@ func (s *Store) erase(ctx context.Context, ref vault.Ref) error {
 		return dbErr("begin", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Lock the subject's row first, as Put does: a Put holding it would
+	// otherwise wait for the data key this transaction deleted while this
+	// one waits for the row, a deadlock PostgreSQL breaks after a second
+	// by failing one of them.
 	b := &pgx.Batch{}
+	b.Queue(s.q.lockSubject, ref.Tenant, ref.Brand, ref.User)
 	b.Queue(s.q.deleteTokens, ref.Tenant, ref.Brand, ref.User)
 	b.Queue(s.q.deleteKey, ref.Tenant, ref.Brand, ref.User)
 	b.Queue(s.q.deleteSubject, ref.Tenant, ref.Brand, ref.User)
@@ -591,7 +598,7 @@ func (s *Store) erase(ctx context.Context, ref vault.Ref) error {
 	for i := 0; err == nil && i < b.Len(); i++ {
 		var t pgconn.CommandTag
 		t, err = br.Exec()
-		if i == 2 {
+		if i == 3 {
 			tag = t
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -283,5 +284,29 @@ func TestLookupsGenericPlanUsesTheTokenIndex(t *testing.T) {
 	text := strings.Join(plan, "\n")
 	if !strings.Contains(text, "tokens_pkey") || !strings.Contains(text, "token = $3") || strings.Contains(text, "Filter") {
 		t.Fatalf("Lookup's generic plan does not seek the token:\n%s", text)
+	}
+}
+
+// A Put and an Erase of one subject at once queue on the subject's row:
+// neither fails with a deadlock (which PostgreSQL breaks after a second).
+// The slow key provider holds the Put inside its transaction long enough
+// for the Erase to arrive.
+func TestPutAndEraseOfOneSubjectAtOnceDoNotDeadlock(t *testing.T) {
+	kp := newVersionedKeys(t)
+	kp.onUnwrap = func([]byte) { time.Sleep(3 * time.Millisecond) }
+	schema := newSchema(t)
+	s := mustOpen(t, kp, postgres.Options{Schema: schema})
+	other := mustOpen(t, kp, postgres.Options{Schema: schema})
+	for i := range 10 {
+		ref := rewrapRef(i)
+		mustPut(t, s, ref, rewrapRecord(i, 0))
+		var wg sync.WaitGroup
+		var putErr, eraseErr error
+		wg.Go(func() { _, putErr = s.Put(ctx, ref, rewrapRecord(i, 1)) })
+		wg.Go(func() { time.Sleep(time.Millisecond); eraseErr = other.Erase(ctx, ref) })
+		wg.Wait()
+		if putErr != nil || eraseErr != nil && !errors.Is(eraseErr, vault.ErrNotFound) {
+			t.Fatalf("Put: %v; Erase: %v", putErr, eraseErr)
+		}
 	}
 }

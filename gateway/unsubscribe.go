@@ -63,23 +63,36 @@ type unsubscriber struct {
 func loadUnsubscribeKey(path string, create bool) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) && create {
-		b = make([]byte, chacha20poly1305.KeySize)
-		rand.Read(b)
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("create unsubscribe key: %w", err)
-		}
-		_, werr := f.Write(b)
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			return nil, fmt.Errorf("write unsubscribe key: %w", err)
-		}
-		return b, nil
+		return newUnsubscribeKey(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read unsubscribe key: %w", err)
 	}
 	if len(b) != chacha20poly1305.KeySize {
 		return nil, fmt.Errorf("unsubscribe key %s: want %d bytes, got %d", path, chacha20poly1305.KeySize, len(b))
+	}
+	return b, nil
+}
+
+// GenerateUnsubscribeKey writes a new key for sealing unsubscribe links to
+// path (mode 0600), refusing to overwrite one: the key every node of a
+// cluster reads from public.key_file.
+func GenerateUnsubscribeKey(path string) error {
+	_, err := newUnsubscribeKey(path)
+	return err
+}
+
+func newUnsubscribeKey(path string) ([]byte, error) {
+	b := make([]byte, chacha20poly1305.KeySize)
+	rand.Read(b)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create unsubscribe key: %w", err)
+	}
+	_, werr := f.Write(b)
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("write unsubscribe key: %w", err)
 	}
 	return b, nil
 }

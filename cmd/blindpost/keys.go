@@ -8,11 +8,12 @@ import (
 	"path/filepath"
 
 	"github.com/blindpost/blindpost/envelope"
+	"github.com/blindpost/blindpost/gateway"
 	"github.com/blindpost/blindpost/vault/embedded"
 )
 
 // keysUsage is the keys command's subcommands.
-const keysUsage = `blindpost keys generate gateway|core|vault --out DIR
+const keysUsage = `blindpost keys generate gateway|core|vault|unsubscribe --out DIR
 blindpost keys public DIR
 blindpost keys rotate kek --config FILE [--tenant T ...] [--token-env VAR] [--batch N] [--rotate-only | --rewrap-only]
 blindpost keys rotate kek --config FILE --finish [--no-trim]
@@ -39,7 +40,7 @@ func runKeys(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		if len(pos) != 1 {
-			return fmt.Errorf("keys generate: want gateway, core or vault")
+			return fmt.Errorf("keys generate: want gateway, core, vault or unsubscribe")
 		}
 		if err := need("out", *out); err != nil {
 			return err
@@ -49,6 +50,17 @@ func runKeys(ctx context.Context, c *cli, args []string) error {
 			err = envelope.WriteGatewayKeys(*out, rand.Reader)
 		case "core":
 			err = envelope.WriteCoreKeys(*out, rand.Reader)
+		case "unsubscribe":
+			// The key that seals one-click unsubscribe links: every node
+			// of a cluster reads the same file (public.key_file).
+			path := filepath.Join(*out, "unsubscribe.key")
+			if err = os.MkdirAll(*out, 0o700); err == nil {
+				err = gateway.GenerateUnsubscribeKey(path)
+			}
+			if err == nil {
+				fmt.Fprintf(c.stdout, "generated %s (copy it to every gateway node; set public.key_file)\n", path)
+				return nil
+			}
 		case "vault":
 			// The embedded vault's master key: it never leaves the
 			// operator's host and has no public half.
@@ -60,7 +72,7 @@ func runKeys(ctx context.Context, c *cli, args []string) error {
 				return nil
 			}
 		default:
-			return fmt.Errorf("keys generate: want gateway, core or vault, got %q", pos[0])
+			return fmt.Errorf("keys generate: want gateway, core, vault or unsubscribe, got %q", pos[0])
 		}
 		if err != nil {
 			return fmt.Errorf("keys generate %s: %w", pos[0], err)

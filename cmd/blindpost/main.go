@@ -40,7 +40,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"gateway":  {"run the gateway: blindpost gateway --config FILE", runGateway},
 		"config":   {"check a gateway config: blindpost config check FILE", runConfig},
-		"keys":     {"generate and show keys: blindpost keys generate gateway|core|vault --out DIR; blindpost keys public DIR", runKeys},
+		"keys":     {"generate, show and rotate keys: blindpost keys generate gateway|core|vault|unsubscribe --out DIR; keys public DIR; keys rotate kek|token|hpke|signing (blindpost keys help)", runKeys},
 		"subjects": {"manage players' records: blindpost subjects put|import|erase", runSubjects},
 		"dev":      {"run a gateway with embedded defaults: blindpost dev --data DIR", runDev},
 		"send":     {"act as the core and send one message to a dev gateway", runSend},

@@ -40,13 +40,13 @@ func TestDemoShowsTheWholeJourney(t *testing.T) {
 
 func TestKeysGenerateWritesPrivateFiles0600AndPrintsFingerprints(t *testing.T) {
 	dir := t.TempDir()
-	for _, kind := range []string{"gateway", "core", "vault"} {
+	for _, kind := range []string{"gateway", "core", "vault", "unsubscribe"} {
 		out, err := runCLI(t, "", "keys", "generate", kind, "--out", filepath.Join(dir, kind))
 		if err != nil {
 			t.Fatalf("keys generate %s: %v\n%s", kind, err, out)
 		}
 	}
-	for _, p := range []string{"gateway/hpke.key", "gateway/signing.key", "core/signing.key", "vault/vault.key"} {
+	for _, p := range []string{"gateway/hpke.key", "gateway/signing.key", "core/signing.key", "vault/vault.key", "unsubscribe/unsubscribe.key"} {
 		fi, err := os.Stat(filepath.Join(dir, p))
 		if err != nil {
 			t.Fatal(err)
@@ -64,6 +64,12 @@ func TestKeysGenerateWritesPrivateFiles0600AndPrintsFingerprints(t *testing.T) {
 	}
 	if _, err := runCLI(t, "", "keys", "generate", "core", "--out", filepath.Join(dir, "core")); err == nil {
 		t.Error("keys generate overwrote existing keys")
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "unsubscribe", "unsubscribe.key")); err != nil || len(b) != 32 {
+		t.Errorf("unsubscribe.key: %d bytes, %v; want 32", len(b), err)
+	}
+	if _, err := runCLI(t, "", "keys", "generate", "unsubscribe", "--out", filepath.Join(dir, "unsubscribe")); err == nil {
+		t.Error("keys generate overwrote the unsubscribe key")
 	}
 }
 

@@ -2,7 +2,10 @@
 # Prepares what the test suite needs besides Go, run by `make test` (and so
 # by .ci/run) before `go test`:
 #   - PostgreSQL (installed, configured for loopback trust and started when
-#     missing or stopped), for the vault's shared record store;
+#     missing or stopped), for the vault's shared record store, the
+#     gateways' shared state and the core's store;
+#   - MariaDB and RabbitMQ (installed and started when missing or stopped),
+#     for the core's SQL-view and RabbitMQ connectors;
 #   - a HashiCorp Vault server binary, built once from the Go module proxy;
 #   - Node.js and npm, and the npm `smpp` package: the SMPP adapter's tests
 #     run an independent SMSC (adapters/sms/smpp/testdata/smsc) under Node.
@@ -70,6 +73,52 @@ elif [ -n "${CI:-}" ]; then
 	exit 1
 else
 	echo "services.sh: PostgreSQL unavailable; its tests will skip" >&2
+fi
+
+# MariaDB on 127.0.0.1:3306, root with an empty password, database "test":
+# the core's SQL-view connector reads MySQL/MariaDB views (adapters/dbviews).
+mysql_ready() { mariadb -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; }
+if ! mysql_ready; then
+	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || apt_install mariadb-server
+	if ! mariadb-admin ping >/dev/null 2>&1; then
+		echo "services.sh: starting MariaDB"
+		as_root mkdir -p /run/mysqld
+		as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+		as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql --bind-address=127.0.0.1
+		for _ in $(seq 60); do mariadb-admin ping >/dev/null 2>&1 && break; sleep 0.5; done
+	fi
+	if ! mysql_ready; then
+		# A fresh Debian install lets root in only through the socket.
+		echo "services.sh: letting root in over TCP from loopback with an empty password (a test machine only)"
+		as_root mariadb -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;" || true
+	fi
+fi
+if mysql_ready; then
+	mariadb -h 127.0.0.1 -u root -e 'CREATE DATABASE IF NOT EXISTS test'
+	echo "services.sh: MariaDB ready on 127.0.0.1:3306"
+elif [ -n "${CI:-}" ]; then
+	echo "services.sh: MariaDB did not start" >&2
+	exit 1
+else
+	echo "services.sh: MariaDB unavailable; its tests will skip" >&2
+fi
+
+# RabbitMQ on 127.0.0.1:5672, guest/guest (allowed from loopback by
+# default): the core's RabbitMQ connector (adapters/rabbitmq).
+amqp_ready() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+if ! amqp_ready; then
+	command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+	echo "services.sh: starting RabbitMQ"
+	as_root rabbitmq-server -detached || true
+	for _ in $(seq 120); do amqp_ready && break; sleep 0.5; done
+fi
+if amqp_ready; then
+	echo "services.sh: RabbitMQ ready on 127.0.0.1:5672"
+elif [ -n "${CI:-}" ]; then
+	echo "services.sh: RabbitMQ did not start" >&2
+	exit 1
+else
+	echo "services.sh: RabbitMQ unavailable; its tests will skip" >&2
 fi
 
 # A real HashiCorp Vault server (dev mode) for the Transit key provider's

@@ -9,11 +9,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/blindpost/blindpost/vault/embedded"
 	"github.com/blindpost/blindpost/vault/hashivault"
 )
 
@@ -98,6 +100,35 @@ type VaultConfig struct {
 	// KV keeps the records in Vault's KV v2 engine (vault/kv), reached
 	// with the hashicorp settings: PII nowhere but in Vault.
 	KV KVVaultConfig `yaml:"kv"`
+	// TokenVersions pins the token key version and names the versions a
+	// re-tokenisation indexes as well (docs/key-rotation.md §5).
+	TokenVersions TokenVersionsConfig `yaml:"token_versions"`
+}
+
+// TokenVersionsConfig is which token key versions the record store mints
+// and indexes tokens under. Every node sharing a record store must agree.
+type TokenVersionsConfig struct {
+	// Pinned is the version new tokens use; 0 means 1. With
+	// vault.hashicorp the pin is vault.hashicorp.token_key_version: leave
+	// this 0 or set it alike.
+	Pinned int `yaml:"pinned"`
+	// AlsoIndex are versions every record is indexed under as well, so
+	// that tokens of them resolve too: the new version before the
+	// switch, the old one after it, none otherwise.
+	AlsoIndex []int `yaml:"also_index"`
+}
+
+// PinnedTokenVersion is the token key version new tokens use.
+func (c VaultConfig) PinnedTokenVersion() int {
+	switch {
+	case c.Hashicorp.Address != "" && c.Hashicorp.TokenKeyVersion > 0:
+		return c.Hashicorp.TokenKeyVersion
+	case c.Hashicorp.Address != "":
+		return hashivault.DefaultTokenKeyVersion
+	case c.TokenVersions.Pinned > 0:
+		return c.TokenVersions.Pinned
+	}
+	return embedded.DefaultTokenVersion
 }
 
 // KVVaultConfig selects the Vault KV v2 record store.
@@ -405,6 +436,7 @@ func (c *Config) Validate() error {
 	case ev.KeyFile != "" && ev.PassphraseEnv != "":
 		bad("vault.embedded", "key_file and passphrase_env are exclusive")
 	}
+	c.validateTokenVersions(bad)
 	checkAddr("smtp.addr", c.SMTP.Addr, true)
 	switch c.SMTP.TLS {
 	case "require", "opportunistic", "none":
@@ -488,4 +520,28 @@ func isLoopback(addr string) bool {
 // Marshal writes the config as YAML (used by `blindpost dev`).
 func (c *Config) Marshal() ([]byte, error) {
 	return yaml.Marshal(c)
+}
+
+// validateTokenVersions checks vault.token_versions against the pin.
+func (c *Config) validateTokenVersions(bad func(field, format string, args ...any)) {
+	tv, pin := c.Vault.TokenVersions, c.Vault.PinnedTokenVersion()
+	switch {
+	case tv.Pinned < 0:
+		bad("vault.token_versions.pinned", "want 1 or more (0 means 1)")
+	case c.Vault.Hashicorp.Address != "" && tv.Pinned != 0 && tv.Pinned != pin:
+		bad("vault.token_versions.pinned", "with vault.hashicorp the pin is vault.hashicorp.token_key_version (%d): leave pinned 0 or set both alike", pin)
+	}
+	if len(tv.AlsoIndex) > 2 {
+		bad("vault.token_versions.also_index", "at most 2 versions (a re-tokenisation needs one)")
+	}
+	for i, v := range tv.AlsoIndex {
+		switch {
+		case v < 1 || v > 1<<31-1:
+			bad("vault.token_versions.also_index", "version %d: want 1 or more", v)
+		case v == pin:
+			bad("vault.token_versions.also_index", "version %d is the pinned version", v)
+		case slices.Contains(tv.AlsoIndex[:i], v):
+			bad("vault.token_versions.also_index", "version %d is listed twice", v)
+		}
+	}
 }

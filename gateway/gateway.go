@@ -348,9 +348,13 @@ func OpenVault(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Vault, er
 		v.closers = append(v.closers, lp.Close) // clears the derived keys
 		v.Keys = lp
 	}
+	// Every store mints tokens under the pinned version and, during a
+	// re-tokenisation, indexes them under the also_index versions too.
+	pin, also := cfg.Vault.PinnedTokenVersion(), cfg.Vault.TokenVersions.AlsoIndex
 	switch pc := cfg.Vault.Postgres; {
 	case cfg.Vault.KV.Enabled:
-		st, err := kv.New(v.Transit.Client(), v.Keys, kv.Options{Mount: cfg.Vault.KV.Mount, Prefix: cfg.Vault.KV.Prefix})
+		st, err := kv.New(v.Transit.Client(), v.Keys, kv.Options{Mount: cfg.Vault.KV.Mount, Prefix: cfg.Vault.KV.Prefix,
+			TokenVersion: pin, ExtraTokenVersions: also})
 		if err != nil {
 			return nil, fmt.Errorf("vault.kv: %w", err)
 		}
@@ -364,7 +368,8 @@ func OpenVault(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Vault, er
 		if err != nil {
 			return nil, err
 		}
-		st, err := postgres.Open(ctx, dsn, v.Keys, postgres.Options{Schema: pc.Schema, ShredOnErase: pc.ShredOnErase, Logger: log})
+		st, err := postgres.Open(ctx, dsn, v.Keys, postgres.Options{Schema: pc.Schema, ShredOnErase: pc.ShredOnErase, Logger: log,
+			TokenVersion: pin, ExtraTokenVersions: also})
 		if err != nil {
 			return nil, fmt.Errorf("vault.postgres: %w", err)
 		}
@@ -380,7 +385,7 @@ func OpenVault(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Vault, er
 			return float64(n)
 		}
 	default:
-		st, err := embedded.Open(cfg.Vault.Embedded.Path, v.Keys, embedded.Options{})
+		st, err := embedded.Open(cfg.Vault.Embedded.Path, v.Keys, embedded.Options{TokenVersion: pin, ExtraTokenVersions: also})
 		if err != nil {
 			return nil, fmt.Errorf("vault.embedded: %w", err)
 		}

@@ -17,6 +17,8 @@ const keysUsage = `blindpost keys generate gateway|core|vault|unsubscribe --out 
 blindpost keys public DIR
 blindpost keys rotate kek --config FILE [--tenant T ...] [--token-env VAR] [--batch N] [--rotate-only | --rewrap-only]
 blindpost keys rotate kek --config FILE --finish [--no-trim]
+blindpost keys rotate token --config FILE --to N --out pairs.ndjson [--from M] [--tenant T] [--token-env VAR] [--batch N]
+blindpost keys rotate token --config FILE --finish --from M
 blindpost keys rotate hpke --out DIR [--config FILE]
 blindpost keys rotate signing --out DIR [--config FILE]`
 

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +25,7 @@ import (
 	"github.com/blindpost/blindpost/vault/kv"
 )
 
-// runKeysRotate is `blindpost keys rotate kek|hpke|signing`: see
+// runKeysRotate is `blindpost keys rotate kek|token|hpke|signing`: see
 // docs/key-rotation.md for when to run each, and what to do around it.
 func runKeysRotate(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 0 {
@@ -34,9 +40,9 @@ func runKeysRotate(ctx context.Context, c *cli, args []string) error {
 	case "signing":
 		return rotateKeyPair(c, "signing", args[1:])
 	case "token":
-		return errors.New("keys rotate token: a planned re-tokenisation is not built yet; see docs/key-rotation.md")
+		return rotateToken(ctx, c, args[1:])
 	}
-	return fmt.Errorf("keys rotate: want kek, hpke or signing, got %q", args[0])
+	return fmt.Errorf("keys rotate: want kek, token, hpke or signing, got %q", args[0])
 }
 
 // stringList is a repeatable string flag.
@@ -101,7 +107,7 @@ func rotateKEK(ctx context.Context, c *cli, args []string) error {
 		}
 		cfg.Vault.Hashicorp.Auth = hashivault.AuthConfig{Method: hashivault.AuthToken, TokenEnv: *tokenEnv}
 	}
-	tenants, err := rotationTenants(cfg, only)
+	tenants, err := rotationTenants(cfg, only, "keys rotate kek")
 	if err != nil {
 		return err
 	}
@@ -286,21 +292,21 @@ destroy them and close the erasure window of backups.`)
 }
 
 // rotationTenants is the config's tenants, or those of --tenant, which must
-// be among them.
-func rotationTenants(cfg *gateway.Config, only []string) ([]string, error) {
+// be among them. cmd names the command in errors.
+func rotationTenants(cfg *gateway.Config, only []string, cmd string) ([]string, error) {
 	var all []string
 	for _, t := range cfg.Tenants {
 		all = append(all, t.ID)
 	}
 	if len(only) == 0 {
 		if len(all) == 0 {
-			return nil, errors.New("keys rotate kek: the config names no tenants")
+			return nil, fmt.Errorf("%s: the config names no tenants", cmd)
 		}
 		return all, nil
 	}
 	for _, t := range only {
 		if !slices.Contains(all, t) {
-			return nil, fmt.Errorf("keys rotate kek: tenant %q is not in the config", t)
+			return nil, fmt.Errorf("%s: tenant %q is not in the config", cmd, t)
 		}
 	}
 	return slices.Compact(slices.Sorted(slices.Values(only))), nil
@@ -549,4 +555,350 @@ func syncDir(dir string) {
 		d.Sync()
 		d.Close()
 	}
+}
+
+// tokenPairsContext starts the message a pairs file's signature covers:
+// the gateway's signing key also signs callbacks and audit checkpoints,
+// and this prefix keeps a pairs signature from ever reading as one of
+// those, or theirs as one of these.
+const tokenPairsContext = "blindpost-token-pairs-v1\n"
+
+// tokenPairsSigFormat names the signature file's layout.
+const tokenPairsSigFormat = "blindpost-token-pairs-sig-v1"
+
+// tokenPairLine is one line of a pairs file.
+type tokenPairLine struct {
+	Tenant string     `json:"tenant"`
+	Kind   vault.Kind `json:"kind"`
+	Old    string     `json:"old"`
+	New    string     `json:"new"`
+}
+
+// tokenPairsSig is the detached signature file of a pairs file: an
+// Ed25519 signature by the gateway's signing key (kid) of
+// tokenPairsContext ‖ lower-case hex SHA-256 of the file ‖ "\n".
+type tokenPairsSig struct {
+	Format    string `json:"format"`
+	File      string `json:"file"`
+	SHA256    string `json:"sha256"`
+	KeyID     string `json:"kid"`
+	Signature string `json:"signature"` // standard base64
+}
+
+func tokenPairsMessage(sum []byte) []byte {
+	return []byte(tokenPairsContext + hex.EncodeToString(sum) + "\n")
+}
+
+// rotateToken is the planned re-tokenisation (docs/key-rotation.md §5).
+// Without --finish it adds the new token key version if Transit lacks it
+// and, once the config indexes that version, runs the pass that indexes
+// every record under it and writes the signed pairs file for the core.
+// With --finish it drops the old version's index entries, once the config
+// pins a newer version.
+func rotateToken(ctx context.Context, c *cli, args []string) error {
+	fs := flags(c, "keys rotate token")
+	path := fs.String("config", "", "gateway config file (YAML)")
+	to := fs.Int("to", 0, "the new token key version")
+	from := fs.Int("from", 0, "the old token key version (default: the pinned one; after the switch, the one also_index names)")
+	out := fs.String("out", "", "the pairs file to write (NDJSON); its signature goes to FILE.sig")
+	finish := fs.Bool("finish", false, "drop the index entries of --from, once every node pins a newer version and no longer indexes it")
+	batch := fs.Int("batch", 0, "subjects per transaction (default 256)")
+	tokenEnv := fs.String("token-env", "", "log in to Vault with the operator token in this environment variable (to add the token key version)")
+	var only stringList
+	fs.Var(&only, "tenant", "tenant to re-tokenise (repeatable; default: every tenant of the config)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("keys rotate token: unexpected argument %q", pos[0])
+	}
+	if err := need("config", *path); err != nil {
+		return err
+	}
+	if *finish {
+		if *from < 1 {
+			return errors.New("keys rotate token --finish: --from (the old version) is required")
+		}
+		if *to != 0 || *out != "" {
+			return errors.New("keys rotate token --finish: --to and --out go with the pass, not with --finish")
+		}
+	} else {
+		if *to < 1 {
+			return errors.New("keys rotate token: --to (the new version) is required")
+		}
+		if err := need("out", *out); err != nil {
+			return err
+		}
+	}
+	cfg, err := gateway.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if *tokenEnv != "" {
+		if cfg.Vault.Hashicorp.Address == "" {
+			return errors.New("keys rotate token: --token-env needs vault.hashicorp in the config")
+		}
+		cfg.Vault.Hashicorp.Auth = hashivault.AuthConfig{Method: hashivault.AuthToken, TokenEnv: *tokenEnv}
+	}
+	tenants, err := rotationTenants(cfg, only, "keys rotate token")
+	if err != nil {
+		return err
+	}
+	pin, also := cfg.Vault.PinnedTokenVersion(), cfg.Vault.TokenVersions.AlsoIndex
+	if *finish {
+		switch {
+		case pin <= *from:
+			return fmt.Errorf("keys rotate token --finish: the config pins token key version %d: pin the new version on every node first (docs/key-rotation.md §5); nothing was dropped", pin)
+		case slices.Contains(also, *from):
+			return fmt.Errorf("keys rotate token --finish: the config still indexes version %d (vault.token_versions.also_index): remove it on every node and restart them first; nothing was dropped", *from)
+		}
+	} else if *from == 0 {
+		if *from, err = tokenFrom(pin, also, *to); err != nil {
+			return err
+		}
+	}
+	if !*finish && *from == *to {
+		return fmt.Errorf("keys rotate token: --from and --to are both %d", *to)
+	}
+	v, err := gateway.OpenVault(ctx, cfg, c.logger())
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	rt, ok := v.Store.(vault.Retokenizer)
+	if !ok {
+		return fmt.Errorf("keys rotate token: the record store (%T) cannot re-tokenise (not supported yet)", v.Store)
+	}
+	w := c.stdout
+	fmt.Fprintf(w, "record store: %s; tenants: %s; pinned token key version %d%s\n",
+		storeName(v.Store), strings.Join(tenants, ", "), pin, alsoText(also))
+	if *finish {
+		return finishToken(ctx, w, rt, tenants, *from, pin, *path)
+	}
+	if v.Transit != nil {
+		for _, t := range tenants {
+			if err := ensureTokenKeyVersion(ctx, w, v.Transit, t, *from, *to); err != nil {
+				return err
+			}
+		}
+	}
+	if *to != pin && !slices.Contains(also, *to) {
+		fmt.Fprintf(w, `
+nothing was re-tokenised yet: the config does not index token key version %d. Next, on every node:
+  vault:
+    token_versions:
+      also_index: [%d]
+then check the config (blindpost config check FILE), restart each node in turn (every node must
+index both versions before the pass), and run this command again.
+`, *to, *to)
+		return nil
+	}
+	return retokenize(ctx, w, rt, tenants, vault.RetokenOptions{From: *from, To: *to, Batch: *batch}, *out, cfg, *path, pin)
+}
+
+// tokenFrom is the default --from: the pinned version while the pin is the
+// old one, and after the switch the one other version the config indexes.
+func tokenFrom(pin int, also []int, to int) (int, error) {
+	if pin != to {
+		return pin, nil
+	}
+	var others []int
+	for _, v := range also {
+		if v != to {
+			others = append(others, v)
+		}
+	}
+	if len(others) != 1 {
+		return 0, fmt.Errorf("keys rotate token: the config pins version %d already: name the old version with --from", to)
+	}
+	return others[0], nil
+}
+
+func alsoText(also []int) string {
+	if len(also) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", also indexed %v", also)
+}
+
+// ensureTokenKeyVersion makes sure the tenant's Transit token key has
+// version to, adding it when it is the next one, and has version from.
+func ensureTokenKeyVersion(ctx context.Context, w io.Writer, p *hashivault.Provider, tenant string, from, to int) error {
+	name, err := p.TokenKeyName(tenant)
+	if err != nil {
+		return err
+	}
+	st, err := p.KeyStatus(ctx, name)
+	if err != nil {
+		return fmt.Errorf("keys rotate token: tenant %s: %w", tenant, err)
+	}
+	switch {
+	case st.LatestVersion == to-1:
+		n, err := p.RotateTokenKey(ctx, tenant)
+		if err != nil {
+			return fmt.Errorf("keys rotate token: tenant %s: add version %d of %s: %w (an operator token: --token-env)", tenant, to, name, err)
+		}
+		if n != to {
+			return fmt.Errorf("keys rotate token: tenant %s: %s is at version %d after the rotation, want %d", tenant, name, n, to)
+		}
+		fmt.Fprintf(w, "tenant %s: added version %d of the Transit token key %s (no node uses it yet)\n", tenant, to, name)
+	case st.LatestVersion < to:
+		return fmt.Errorf("keys rotate token: tenant %s: %s is at version %d: --to %d would skip versions", tenant, name, st.LatestVersion, to)
+	}
+	if from > st.LatestVersion || from < st.MinAvailableVersion {
+		return fmt.Errorf("keys rotate token: tenant %s: %s has no version %d", tenant, name, from)
+	}
+	return nil
+}
+
+// retokenize runs the pass over every tenant and writes the pairs file and
+// its signature.
+func retokenize(ctx context.Context, w io.Writer, rt vault.Retokenizer, tenants []string, opts vault.RetokenOptions,
+	out string, cfg *gateway.Config, path string, pin int) error {
+	key, err := envelope.LoadSigningKey(cfg.Keys.Signing)
+	if err != nil {
+		return fmt.Errorf("keys rotate token: the gateway's signing key: %w", err)
+	}
+	dir, base := filepath.Dir(out), filepath.Base(out)
+	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("keys rotate token: %w", err)
+	}
+	defer os.Remove(f.Name()) // after a failure; a rename leaves nothing to remove
+	defer f.Close()
+	sum := sha256.New()
+	bw := bufio.NewWriter(io.MultiWriter(f, sum))
+	enc := json.NewEncoder(bw)
+	for _, t := range tenants {
+		// A shared address is one pair: its tokens are the same for every
+		// subject of the tenant, whatever the brand.
+		seen := map[string]struct{}{}
+		emit := func(p vault.TokenPair) error {
+			if _, dup := seen[p.Old]; dup {
+				return nil
+			}
+			seen[p.Old] = struct{}{}
+			return enc.Encode(tokenPairLine{Tenant: t, Kind: p.Kind, Old: p.Old, New: p.New})
+		}
+		fmt.Fprintf(w, "tenant %s: indexing every record under token key version %d as well (pairs from version %d)\n", t, opts.To, opts.From)
+		start := time.Now()
+		st, err := rt.Retokenize(ctx, t, opts, emit)
+		took := time.Since(start)
+		rate := ""
+		if st.Scanned > 0 {
+			rate = fmt.Sprintf(" (%.0f subjects/s)", float64(st.Scanned)/took.Seconds())
+		}
+		fmt.Fprintf(w, "tenant %s: scanned %d subjects, added %d index entries; %d addresses gave %d distinct pairs; in %v%s\n",
+			t, st.Scanned, st.Added, st.Pairs, len(seen), took.Round(time.Millisecond), rate)
+		if err != nil {
+			return fmt.Errorf("keys rotate token: tenant %s: %w; no pairs file was written, run the command again (what is indexed stays)", t, err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("keys rotate token: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("keys rotate token: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("keys rotate token: %w", err)
+	}
+	digest := sum.Sum(nil)
+	sig, err := json.MarshalIndent(tokenPairsSig{
+		Format:    tokenPairsSigFormat,
+		File:      base,
+		SHA256:    hex.EncodeToString(digest),
+		KeyID:     string(key.ID),
+		Signature: base64.StdEncoding.EncodeToString(ed25519.Sign(key.Private, tokenPairsMessage(digest))),
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), out); err != nil {
+		return fmt.Errorf("keys rotate token: %w", err)
+	}
+	if err := writeFileAtomic(out+".sig", append(sig, '\n')); err != nil {
+		return fmt.Errorf("keys rotate token: %w", err)
+	}
+	syncDir(dir)
+	fmt.Fprintf(w, "\nwrote %s and its signature %s (gateway signing key kid=%s)\n", out, out+".sig", key.ID)
+	if pin != opts.To {
+		fmt.Fprintf(w, `
+Tokens of both versions resolve now, on every node. Next:
+1. Give the vendor the file and its signature:
+     %[1]s
+     %[1]s.sig
+   The core verifies the signature with the gateway's signing.pub, adds each "new" token next to
+   its "old" one, and from then on addresses players by the new tokens; it keeps translating old
+   tokens it still receives by the file.
+2. On every node pin the new version and keep indexing the old one, check, restart each in turn:
+     %[2]s
+     vault.token_versions.also_index: [%[3]d]
+3. Run this command again (--to %[4]d --out another file): it pairs the records Put since this pass,
+   whose old tokens the PAM got meanwhile, and writes the complete, final file for the core.
+`, out, pinText(cfg, opts.To), opts.From, opts.To)
+		return nil
+	}
+	fmt.Fprintf(w, `
+This is the final file: every node pins version %[2]d, so no old token has been handed out since the
+switch. Next:
+1. Give the vendor the file and its signature; the core verifies and applies them as before:
+     %[1]s
+     %[1]s.sig
+2. On every node remove %[3]d from vault.token_versions.also_index, check, restart each in turn.
+3. Drop the old entries:
+     blindpost keys rotate token --config %[4]s --finish --from %[3]d
+`, out, opts.To, opts.From, path)
+	return nil
+}
+
+// pinText is the setting that pins token key version v in this config.
+func pinText(cfg *gateway.Config, v int) string {
+	if cfg.Vault.Hashicorp.Address != "" {
+		return fmt.Sprintf("vault.hashicorp.token_key_version: %d", v)
+	}
+	return fmt.Sprintf("vault.token_versions.pinned: %d", v)
+}
+
+// finishToken drops the index entries of the old version in every tenant.
+func finishToken(ctx context.Context, w io.Writer, rt vault.Retokenizer, tenants []string, from, pin int, path string) error {
+	for _, t := range tenants {
+		n, err := rt.DropTokenVersion(ctx, t, from)
+		if errors.Is(err, vault.ErrNotRetokenized) {
+			return fmt.Errorf("keys rotate token --finish: tenant %s: %w\nrun `blindpost keys rotate token --config %s --to %d --from %d --out FILE`, give the core the file, then --finish again",
+				t, err, path, pin, from)
+		}
+		if err != nil {
+			return fmt.Errorf("keys rotate token --finish: tenant %s: %w", t, err)
+		}
+		fmt.Fprintf(w, "tenant %s: dropped %d index entries of token key version %d\n", t, n, from)
+	}
+	fmt.Fprintf(w, `
+done: tokens of version %d no longer resolve; only version %d does. Messages the core still
+addresses by an old token fail as unknown recipients: the core must have applied the final pairs file.
+`, from, pin)
+	return nil
+}
+
+// writeFileAtomic writes b to path through a temporary file in the same
+// directory, synced and renamed over it, mode 0600.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }

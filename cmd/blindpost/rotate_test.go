@@ -1,10 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -411,5 +418,347 @@ func TestKeysRotateSigningWritesANewCoreKey(t *testing.T) {
 	old, err := envelope.LoadSigningKey(filepath.Join(dir, "signing.key"))
 	if err != nil || old.ID == k.ID {
 		t.Fatalf("the old key is gone or the same: %v", err)
+	}
+}
+
+// writeConfig writes cfg over the config file at path, as an operator
+// editing it would, and returns it as LoadConfig reads it.
+func writeConfig(t *testing.T, path string, cfg *gateway.Config) *gateway.Config {
+	t.Helper()
+	b, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := gateway.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loaded
+}
+
+// restart closes a serving gateway's vault and opens it again with cfg:
+// one node's rolling restart.
+func restart(t *testing.T, old *gateway.Vault, cfg *gateway.Config) *gateway.Vault {
+	t.Helper()
+	old.Close()
+	return openVault(t, cfg)
+}
+
+// tokenSubjects are the subjects of the token rotation tests: rotRecord's,
+// and two more that share one address (one pair in the file).
+func tokenSubjects() map[vault.Ref]vault.Record {
+	m := map[vault.Ref]vault.Record{}
+	for i := range 12 {
+		m[rotRef(i)] = rotRecord(i)
+	}
+	m[rotRef(100)] = vault.Record{Email: "shared@example.com"}
+	m[rotRef(101)] = vault.Record{Email: "shared@example.com", Phone: "+15559990101"}
+	return m
+}
+
+func putRecords(t *testing.T, s vault.Store, recs map[vault.Ref]vault.Record) {
+	t.Helper()
+	for ref, rec := range recs {
+		if _, err := s.Put(context.Background(), ref, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// wantPairs is the pairs file the records must give: one pair per
+// distinct address, from version from to version to.
+func wantPairs(t *testing.T, kp vault.KeyProvider, recs map[vault.Ref]vault.Record, from, to int) map[string]tokenPairLine {
+	t.Helper()
+	want := map[string]tokenPairLine{}
+	for ref, rec := range recs {
+		pairs, err := vault.RecordTokenPairs(context.Background(), kp, ref.Tenant, from, to, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pairs {
+			want[p.Old] = tokenPairLine{Tenant: ref.Tenant, Kind: p.Kind, Old: p.Old, New: p.New}
+		}
+	}
+	return want
+}
+
+// readPairs reads a pairs file, verifies its signature with the gateway's
+// signing.pub as the core does, and checks it holds exactly want.
+func readPairs(t *testing.T, path string, cfg *gateway.Config, want map[string]tokenPairLine) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := envelope.LoadVerifyingKey(strings.TrimSuffix(cfg.Keys.Signing, ".key") + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := os.ReadFile(path + ".sig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyTokenPairs(b, sig, pub); err != nil {
+		t.Fatalf("the pairs file does not verify: %v", err)
+	}
+	tampered := bytes.Replace(b, []byte(`"new":"tok_`), []byte(`"new":"tok_x`), 1)
+	if err := verifyTokenPairs(tampered, sig, pub); err == nil {
+		t.Fatal("a changed pairs file verifies")
+	}
+	got := map[string]tokenPairLine{}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	for _, l := range lines {
+		var p tokenPairLine
+		dec := json.NewDecoder(strings.NewReader(l))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		if _, dup := got[p.Old]; dup {
+			t.Fatalf("the pair of %s is in the file twice", p.Old)
+		}
+		got[p.Old] = p
+	}
+	if len(got) != len(want) {
+		t.Fatalf("the file holds %d pairs, want %d (one per distinct address)", len(got), len(want))
+	}
+	for old, p := range want {
+		if got[old] != p {
+			t.Fatalf("pair of %s: %+v, want %+v", old, got[old], p)
+		}
+	}
+}
+
+// verifyTokenPairs checks a pairs file against its signature file, as the
+// core must (docs/key-rotation.md §5).
+func verifyTokenPairs(file, sigFile []byte, pub *envelope.VerifyingKey) error {
+	var sig tokenPairsSig
+	if err := json.Unmarshal(sigFile, &sig); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(file)
+	raw, err := base64.StdEncoding.DecodeString(sig.Signature)
+	switch {
+	case err != nil:
+		return err
+	case sig.Format != tokenPairsSigFormat:
+		return fmt.Errorf("format %q", sig.Format)
+	case sig.KeyID != string(pub.ID):
+		return fmt.Errorf("signed by kid %s, not %s", sig.KeyID, pub.ID)
+	case sig.SHA256 != hex.EncodeToString(sum[:]):
+		return errors.New("the file's SHA-256 differs")
+	case !ed25519.Verify(pub.Public, []byte("blindpost-token-pairs-v1\n"+sig.SHA256+"\n"), raw):
+		return errors.New("bad signature")
+	}
+	return nil
+}
+
+// lookupAll checks that every address of recs, tokenised under version,
+// looks up its subject (want true) or nothing (want false).
+func lookupAll(t *testing.T, v *gateway.Vault, recs map[vault.Ref]vault.Record, version int, want bool) {
+	t.Helper()
+	for ref, rec := range recs {
+		toks, err := vault.RecordTokens(context.Background(), v.Keys, ref.Tenant, version, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for kind, tok := range toks {
+			got, err := v.Store.Lookup(context.Background(), ref.Tenant, ref.Brand, tok)
+			switch {
+			case want && errors.Is(err, vault.ErrAmbiguous): // the shared address, in one brand
+			case want && (err != nil || got != ref):
+				t.Fatalf("Lookup(%s %s v%d) = %v, %v", ref.User, kind, version, got, err)
+			case !want && !errors.Is(err, vault.ErrNotFound):
+				t.Fatalf("Lookup(%s %s v%d) = %v, %v; want ErrNotFound", ref.User, kind, version, got, err)
+			}
+		}
+	}
+}
+
+// runTokenRotation drives the whole planned re-tokenisation from version 1
+// to 2 against the config at path, with a gateway serving throughout;
+// pin sets the pinned version in a config, extra are the CLI's flags for
+// Vault.
+func runTokenRotation(t *testing.T, path string, cfg *gateway.Config, pin func(*gateway.Config, int), extra ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	first, final := filepath.Join(dir, "pairs-1.ndjson"), filepath.Join(dir, "pairs-2.ndjson")
+	rotate := func(args ...string) (string, error) {
+		return runCLI(t, "", append(append([]string{"keys", "rotate", "token", "--config", path}, extra...), args...)...)
+	}
+	recs := tokenSubjects()
+	gw := openVault(t, cfg)
+	putRecords(t, gw.Store, recs)
+
+	// 1. The config does not index version 2 yet: the command adds the
+	// version (Transit) and says what to change.
+	out, err := rotate("--to", "2", "--out", first)
+	wantOutput(t, out, err, "nothing was re-tokenised yet", "also_index: [2]")
+	if _, err := os.Stat(first); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a pairs file was written before the config indexes version 2: %v", err)
+	}
+
+	// 2. Every node indexes version 2 as well; the pass pairs every record.
+	cfg.Vault.TokenVersions.AlsoIndex = []int{2}
+	cfg = writeConfig(t, path, cfg)
+	gw = restart(t, gw, cfg)
+	out, err = rotate("--to", "2", "--out", first, "--batch", "5")
+	wantOutput(t, out, err, fmt.Sprintf("scanned %d subjects", len(recs)), "wrote "+first, "Tokens of both versions resolve now")
+	readPairs(t, first, cfg, wantPairs(t, gw.Keys, recs, 1, 2))
+	lookupAll(t, gw, recs, 1, true)
+	lookupAll(t, gw, recs, 2, true)
+	late := map[vault.Ref]vault.Record{rotRef(200): {Email: "late@example.com"}}
+	putRecords(t, gw.Store, late) // a Put after the pass indexes both
+	lookupAll(t, gw, late, 1, true)
+	lookupAll(t, gw, late, 2, true)
+
+	out, err = rotate("--finish", "--from", "1")
+	if err == nil || !strings.Contains(err.Error(), "pins token key version 1") {
+		t.Fatalf("--finish before the switch: %v\n%s", err, out)
+	}
+
+	// 3. The switch: pin 2, keep indexing 1. A Put now reports version 2.
+	pin(cfg, 2)
+	cfg.Vault.TokenVersions.AlsoIndex = []int{1}
+	cfg = writeConfig(t, path, cfg)
+	gw = restart(t, gw, cfg)
+	switched := map[vault.Ref]vault.Record{rotRef(201): {Email: "switched@example.com"}}
+	putRecords(t, gw.Store, switched)
+	sub, err := gw.Store.Put(context.Background(), rotRef(201), switched[rotRef(201)])
+	if err != nil || vault.TokenVersionOf(sub.Tokens[vault.KindEmail]) != 2 {
+		t.Fatalf("a Put after the switch reports %v, %v; want version 2 tokens", sub.Tokens, err)
+	}
+
+	// 4. The final pass: the records Put since the first one are paired too.
+	out, err = rotate("--to", "2", "--out", final)
+	wantOutput(t, out, err, "This is the final file", "--finish --from 1")
+	all := maps.Clone(recs)
+	maps.Copy(all, late)
+	maps.Copy(all, switched)
+	readPairs(t, final, cfg, wantPairs(t, gw.Keys, all, 1, 2))
+
+	out, err = rotate("--finish", "--from", "1")
+	if err == nil || !strings.Contains(err.Error(), "still indexes version 1") {
+		t.Fatalf("--finish while version 1 is indexed: %v\n%s", err, out)
+	}
+
+	// 5. Version 1 is no longer indexed anywhere; its entries go.
+	cfg.Vault.TokenVersions.AlsoIndex = nil
+	cfg = writeConfig(t, path, cfg)
+	gw = restart(t, gw, cfg)
+	out, err = rotate("--finish", "--from", "1")
+	wantOutput(t, out, err, "dropped", "tokens of version 1 no longer resolve")
+	lookupAll(t, gw, all, 1, false)
+	lookupAll(t, gw, all, 2, true)
+}
+
+func TestKeysRotateTokenWithTheEmbeddedStore(t *testing.T) {
+	path, cfg := rotationConfig(t, func(*gateway.Config) {})
+	runTokenRotation(t, path, cfg, func(c *gateway.Config, v int) { c.Vault.TokenVersions.Pinned = v })
+}
+
+func TestKeysRotateTokenWithTransitAndPostgres(t *testing.T) {
+	vs := startVault(t)
+	schema := testPostgres(t)
+	path, cfg := rotationConfig(t, func(c *gateway.Config) {
+		c.Vault.Embedded.KeyFile, c.Vault.Embedded.PassphraseEnv = "", ""
+		c.Vault.Hashicorp = transitConfig(vs)
+		c.Vault.Postgres = gateway.PostgresVaultConfig{DSNEnv: "BP_TEST_PG_DSN", Schema: schema}
+	})
+	if out, err := runCLI(t, "", "vault", "setup", "--config", path); err != nil {
+		t.Fatalf("vault setup: %v\n%s", err, out)
+	}
+	t.Setenv("BP_TEST_OPERATOR_TOKEN", vs.RootToken)
+	runTokenRotation(t, path, cfg, func(c *gateway.Config, v int) { c.Vault.Hashicorp.TokenKeyVersion = v },
+		"--token-env", "BP_TEST_OPERATOR_TOKEN")
+	st, err := openVault(t, cfg).Transit.KeyStatus(context.Background(), "blindpost-dev-token")
+	if err != nil || st.LatestVersion != 2 {
+		t.Fatalf("token key status %+v, %v; want version 2 added", st, err)
+	}
+}
+
+func TestKeysRotateTokenWithTransitAndKV(t *testing.T) {
+	vs := startVault(t)
+	path, cfg := rotationConfig(t, func(c *gateway.Config) {
+		c.Vault.Embedded.KeyFile, c.Vault.Embedded.PassphraseEnv = "", ""
+		c.Vault.Hashicorp = transitConfig(vs)
+		c.Vault.KV = gateway.KVVaultConfig{Enabled: true}
+	})
+	if out, err := runCLI(t, "", "vault", "setup", "--config", path); err != nil {
+		t.Fatalf("vault setup: %v\n%s", err, out)
+	}
+	runTokenRotation(t, path, cfg, func(c *gateway.Config, v int) { c.Vault.Hashicorp.TokenKeyVersion = v })
+}
+
+func TestKeysRotateTokenRefusesWhatItCannotDo(t *testing.T) {
+	path, _ := rotationConfig(t, func(c *gateway.Config) { c.Vault.TokenVersions.AlsoIndex = []int{2} })
+	plain, _ := rotationConfig(t, func(*gateway.Config) {})
+	out := filepath.Join(t.TempDir(), "p.ndjson")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", path, "--out", out}, "--to (the new version) is required"},
+		{[]string{"--config", path, "--to", "2"}, "--out is required"},
+		{[]string{"--config", plain, "--to", "1", "--out", out}, "the config pins version 1 already"},
+		{[]string{"--config", path, "--to", "2", "--from", "2", "--out", out}, "--from and --to are both 2"},
+		{[]string{"--config", path, "--finish"}, "--from (the old version) is required"},
+		{[]string{"--config", path, "--finish", "--from", "1", "--to", "2"}, "go with the pass"},
+		{[]string{"--config", path, "--finish", "--from", "1"}, "pins token key version 1"},
+		{[]string{"--config", path, "--to", "2", "--out", out, "--token-env", "X"}, "--token-env needs vault.hashicorp"},
+		{[]string{"--config", path, "--to", "2", "--out", out, "--tenant", "nobody"}, `tenant "nobody" is not in the config`},
+	} {
+		got, err := runCLI(t, "", append([]string{"keys", "rotate", "token"}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("keys rotate token %v: %v, want %q\n%s", tc.args, err, tc.want, got)
+		}
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused command wrote the pairs file: %v", err)
+	}
+}
+
+// The config refuses token versions that cannot work, naming the field.
+func TestConfigCheckValidatesTokenVersions(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		tweak func(*gateway.Config)
+		want  string
+	}{
+		{"also the pinned", func(c *gateway.Config) { c.Vault.TokenVersions.AlsoIndex = []int{1} }, "is the pinned version"},
+		{"twice", func(c *gateway.Config) { c.Vault.TokenVersions.AlsoIndex = []int{2, 2} }, "listed twice"},
+		{"zero", func(c *gateway.Config) { c.Vault.TokenVersions.AlsoIndex = []int{0} }, "want 1 or more"},
+		{"negative pin", func(c *gateway.Config) { c.Vault.TokenVersions.Pinned = -1 }, "vault.token_versions.pinned"},
+		{"two pins", func(c *gateway.Config) {
+			c.Vault.Embedded.KeyFile, c.Vault.Embedded.PassphraseEnv = "", ""
+			c.Vault.Hashicorp = hashivault.Config{Address: "http://127.0.0.1:1", TokenKeyVersion: 2}
+			c.Vault.TokenVersions.Pinned = 3
+		}, "the pin is vault.hashicorp.token_key_version (2)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := devenv.Prepare(dir); err != nil {
+				t.Fatal(err)
+			}
+			cfg := devenv.Config(dir, "127.0.0.1:1", "http://127.0.0.1:1/callbacks")
+			tc.tweak(cfg)
+			b, _ := cfg.Marshal()
+			path := filepath.Join(dir, "gateway.yaml")
+			os.WriteFile(path, b, 0o600)
+			out, err := runCLI(t, "", "config", "check", path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("config check: %v, want %q\n%s", err, tc.want, out)
+			}
+		})
+	}
+	// Pinned alike in both places is one pin.
+	_, cfg := rotationConfig(t, func(c *gateway.Config) {
+		c.Vault.TokenVersions = gateway.TokenVersionsConfig{Pinned: 2, AlsoIndex: []int{1}}
+	})
+	if cfg.Vault.PinnedTokenVersion() != 2 {
+		t.Fatalf("PinnedTokenVersion = %d", cfg.Vault.PinnedTokenVersion())
 	}
 }

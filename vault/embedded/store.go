@@ -43,6 +43,10 @@ type Options struct {
 	// TokenVersion pins the token key version of new tokens. Zero means
 	// the key provider's TokenVersion.
 	TokenVersion int
+	// ExtraTokenVersions are token key versions Put indexes each record
+	// under as well, during a re-tokenisation (vault.Retokenizer): tokens
+	// of every indexed version resolve. Empty otherwise.
+	ExtraTokenVersions []int
 	// BusyTimeout is how long a statement waits for a lock held by another
 	// connection or process. Zero means 5 seconds.
 	BusyTimeout time.Duration
@@ -57,6 +61,7 @@ type Store struct {
 	loadStmt     *sql.Stmt
 	kp           vault.KeyProvider
 	tokenVersion int
+	extraTokens  []int // ExtraTokenVersions
 	log          *slog.Logger
 
 	// subjectLocks serialise Puts of one subject within this process, so
@@ -118,8 +123,9 @@ func Open(path string, kp vault.KeyProvider, opts Options) (*Store, error) {
 	if s.tokenVersion == 0 {
 		s.tokenVersion = kp.TokenVersion()
 	}
-	if s.tokenVersion < 1 {
-		return nil, fmt.Errorf("embedded: token version %d", s.tokenVersion)
+	var err error
+	if s.extraTokens, err = vault.CheckTokenVersions(s.tokenVersion, opts.ExtraTokenVersions); err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -331,7 +337,9 @@ const maxPutAttempts = 8
 
 // Put normalises and seals rec under a fresh data key, bumps the record
 // version, keeps the subject's pseudonym (or makes one on first Put) and
-// replaces the subject's token index entries. Key-provider calls happen
+// replaces the subject's token index entries, under the pinned token key
+// version and every extra one (Options.ExtraTokenVersions); the Subject
+// reports the pinned version's. Key-provider calls happen
 // outside the write transaction; a concurrent Put of the same subject makes
 // this one start over.
 func (s *Store) Put(ctx context.Context, ref vault.Ref, rec vault.Record) (vault.Subject, error) {
@@ -346,7 +354,7 @@ func (s *Store) Put(ctx context.Context, ref vault.Ref, rec vault.Record) (vault
 	if err := s.ensureKeyCheck(ctx, ref.Tenant); err != nil {
 		return vault.Subject{}, fmt.Errorf("embedded: put: %w", err)
 	}
-	tokens, err := s.recordTokens(ctx, ref.Tenant, rec)
+	tokens, index, err := vault.IndexTokens(ctx, s.kp, ref.Tenant, s.tokenVersion, s.extraTokens, rec)
 	if err != nil {
 		return vault.Subject{}, fmt.Errorf("embedded: put: %w", err)
 	}
@@ -355,7 +363,7 @@ func (s *Store) Put(ctx context.Context, ref vault.Ref, rec vault.Record) (vault
 	defer lock.Unlock()
 	var pseudonym string
 	for range maxPutAttempts {
-		pseudonym, err = s.put(ctx, ref, rec, tokens)
+		pseudonym, err = s.put(ctx, ref, rec, index)
 		if !errors.Is(err, errConflict) {
 			break
 		}
@@ -370,7 +378,7 @@ func (s *Store) Put(ctx context.Context, ref vault.Ref, rec vault.Record) (vault
 	return vault.Subject{Ref: ref, Pseudonym: pseudonym, Tokens: tokens}, nil
 }
 
-func (s *Store) put(ctx context.Context, ref vault.Ref, rec vault.Record, tokens map[vault.Kind]string) (string, error) {
+func (s *Store) put(ctx context.Context, ref vault.Ref, rec vault.Record, tokens []string) (string, error) {
 	version := int64(1)
 	switch cur, err := s.load(ctx, ref); {
 	case err == nil:
@@ -430,10 +438,6 @@ func (s *Store) put(ctx context.Context, ref vault.Ref, rec vault.Record, tokens
 		return "", dbErr("commit", err)
 	}
 	return rec.Pseudonym, nil
-}
-
-func (s *Store) recordTokens(ctx context.Context, tenant string, rec vault.Record) (map[vault.Kind]string, error) {
-	return vault.RecordTokens(ctx, s.kp, tenant, s.tokenVersion, rec)
 }
 
 func subjectLockIndex(ref vault.Ref) int {
@@ -508,7 +512,8 @@ func (s *Store) Resolve(ctx context.Context, ref vault.Ref) (vault.Record, error
 }
 
 // Lookup returns the subject of brand whose record holds the value token
-// stands for. A token held by two subjects of the brand is refused with an
+// stands for, under whichever token key version the token names, as long
+// as the store indexes it. A token held by two subjects of the brand is refused with an
 // error matching vault.ErrAmbiguous and vault.ErrInvalid: the gateway cannot
 // tell whose flags apply.
 func (s *Store) Lookup(ctx context.Context, tenant, brand, token string) (vault.Ref, error) {

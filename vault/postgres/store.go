@@ -30,6 +30,11 @@ type Options struct {
 	// TokenVersion pins the token key version of new tokens. Zero means
 	// the key provider's TokenVersion.
 	TokenVersion int
+	// ExtraTokenVersions are token key versions Put indexes each record
+	// under as well, during a re-tokenisation (vault.Retokenizer): tokens
+	// of every indexed version resolve. Every node sharing the schema
+	// must index the same versions. Empty otherwise.
+	ExtraTokenVersions []int
 	// ShredOnErase makes Erase run Shred before it returns, so an erased
 	// subject's dead rows are gone when the caller hears back, at the cost
 	// of rewriting the store's tables (and locking them) on every erase.
@@ -58,6 +63,7 @@ type Store struct {
 	pool         *pgxpool.Pool
 	kp           vault.KeyProvider
 	tokenVersion int
+	extraTokens  []int // ExtraTokenVersions
 	shredOnErase bool
 	lockTimeout  time.Duration
 	log          *slog.Logger
@@ -65,6 +71,7 @@ type Store struct {
 	lockKey      int64  // advisory lock of this schema's migrations and shreds
 	q            queries
 	rq           rewrapQueries
+	tq           retokenQueries
 
 	// subjectLocks serialise Puts of one subject within this process, so
 	// they queue here rather than each holding a pooled connection while
@@ -145,14 +152,16 @@ func Open(ctx context.Context, dsn string, kp vault.KeyProvider, opts Options) (
 	}
 	s.q = newQueries(s.schema)
 	s.rq = newRewrapQueries(s.schema)
+	s.tq = newRetokenQueries(s.schema)
 	h := fnv.New64a()
 	h.Write([]byte("blindpost-vault-schema\x00" + schema))
 	s.lockKey = int64(h.Sum64())
 	if s.tokenVersion == 0 {
 		s.tokenVersion = kp.TokenVersion()
 	}
-	if s.tokenVersion < 1 {
-		return nil, fmt.Errorf("postgres: token version %d", s.tokenVersion)
+	var err error
+	if s.extraTokens, err = vault.CheckTokenVersions(s.tokenVersion, opts.ExtraTokenVersions); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -320,7 +329,8 @@ const maxPutAttempts = 8
 
 // Put normalises and seals rec under a fresh data key, bumps the record
 // version, keeps the subject's pseudonym (or makes one on first Put) and
-// replaces the subject's token index entries, all in one transaction that
+// replaces the subject's token index entries (under the pinned token key
+// version and every extra one), all in one transaction that
 // holds the subject's row lock (SELECT ... FOR UPDATE) from the read of
 // the old version to the commit, so Puts of one subject from several nodes
 // queue up instead of overwriting each other. The key-provider calls that
@@ -341,7 +351,7 @@ func (s *Store) Put(ctx context.Context, ref vault.Ref, rec vault.Record) (vault
 	if err := s.ensureKeyCheck(ctx, ref.Tenant); err != nil {
 		return vault.Subject{}, fmt.Errorf("postgres: put: %w", err)
 	}
-	tokens, err := s.recordTokens(ctx, ref.Tenant, rec)
+	tokens, index, err := vault.IndexTokens(ctx, s.kp, ref.Tenant, s.tokenVersion, s.extraTokens, rec)
 	if err != nil {
 		return vault.Subject{}, fmt.Errorf("postgres: put: %w", err)
 	}
@@ -350,7 +360,7 @@ func (s *Store) Put(ctx context.Context, ref vault.Ref, rec vault.Record) (vault
 	defer lock.Unlock()
 	var pseudonym string
 	for range maxPutAttempts {
-		pseudonym, err = s.put(ctx, ref, rec, tokens)
+		pseudonym, err = s.put(ctx, ref, rec, index)
 		if !errors.Is(err, errConflict) {
 			break
 		}
@@ -364,7 +374,7 @@ func (s *Store) Put(ctx context.Context, ref vault.Ref, rec vault.Record) (vault
 	return vault.Subject{Ref: ref, Pseudonym: pseudonym, Tokens: tokens}, nil
 }
 
-func (s *Store) put(ctx context.Context, ref vault.Ref, rec vault.Record, tokens map[vault.Kind]string) (string, error) {
+func (s *Store) put(ctx context.Context, ref vault.Ref, rec vault.Record, toks []string) (string, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return "", dbErr("begin", err)
@@ -411,10 +421,6 @@ func (s *Store) put(ctx context.Context, ref vault.Ref, rec vault.Record, tokens
 	if err != nil {
 		return "", err
 	}
-	toks := make([]string, 0, len(tokens))
-	for _, t := range tokens {
-		toks = append(toks, t)
-	}
 
 	b = &pgx.Batch{}
 	if cur == 0 {
@@ -452,10 +458,6 @@ func (s *Store) put(ctx context.Context, ref vault.Ref, rec vault.Record, tokens
 		return "", dbErr("commit", err)
 	}
 	return rec.Pseudonym, nil
-}
-
-func (s *Store) recordTokens(ctx context.Context, tenant string, rec vault.Record) (map[vault.Kind]string, error) {
-	return vault.RecordTokens(ctx, s.kp, tenant, s.tokenVersion, rec)
 }
 
 func subjectLockIndex(ref vault.Ref) int {
@@ -512,7 +514,8 @@ func (s *Store) Resolve(ctx context.Context, ref vault.Ref) (vault.Record, error
 }
 
 // Lookup returns the subject of brand whose record holds the value token
-// stands for. A token held by two subjects of the brand is refused with an
+// stands for, under whichever token key version the token names, as long
+// as the store indexes it. A token held by two subjects of the brand is refused with an
 // error matching vault.ErrAmbiguous and vault.ErrInvalid: the gateway cannot
 // tell whose flags apply.
 func (s *Store) Lookup(ctx context.Context, tenant, brand, token string) (vault.Ref, error) {

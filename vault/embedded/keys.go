@@ -70,8 +70,9 @@ const (
 )
 
 // ErrKEKVersion: a wrapped key names a KEK version the key file does not
-// hold (retired, or the file is older than the store). Errors wrapping it
-// also match vault.ErrCorrupt.
+// hold. Errors wrapping it also match vault.ErrCorrupt for a retired
+// version, and vault.ErrUnavailable (retry) for one newer than the file,
+// which another node's rotation added and this node's copy lacks.
 var ErrKEKVersion = errors.New("embedded: KEK version not in the key file")
 
 // ErrNoKeyFile: the provider was made from a passphrase, which has one KEK
@@ -456,6 +457,12 @@ func (p *LocalKeyProvider) Unwrap(ctx context.Context, tenant string, wrapped, a
 		return nil, fmt.Errorf("unwrap data key: %w", err)
 	}
 	kek, temp, ok := r.key(derivation{tenant: tenant, version: v})
+	if !ok && v > r.latest {
+		// Newer than this node's key file: another node rotated and the
+		// file has not reached this one yet. Retryable, so the message
+		// waits instead of failing for good.
+		return nil, fmt.Errorf("unwrap data key: %w: %w (version %d is newer than the key file's)", vault.ErrUnavailable, ErrKEKVersion, v)
+	}
 	if !ok {
 		return nil, fmt.Errorf("unwrap data key: %w: %w (version %d)", vault.ErrCorrupt, ErrKEKVersion, v)
 	}

@@ -39,6 +39,7 @@ var errUsage = errors.New("usage")
 func commands() map[string]command {
 	return map[string]command{
 		"gateway":  {"run the gateway: blindpost gateway --config FILE", runGateway},
+		"core":     {"run the vendor-side core: blindpost core --config FILE; core init|labels|keys (blindpost core help)", runCore},
 		"config":   {"check a gateway config: blindpost config check FILE", runConfig},
 		"keys":     {"generate, show and rotate keys: blindpost keys generate gateway|core|vault|unsubscribe --out DIR; keys public DIR; keys rotate kek|token|hpke|signing (blindpost keys help)", runKeys},
 		"subjects": {"manage players' records: blindpost subjects put|import|erase", runSubjects},

@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
+	"unicode/utf8"
 )
 
 // Event is one player event.
@@ -82,7 +84,7 @@ func Decode(raw []byte) (Event, error) {
 	var ev Event
 	if err := dec.Decode(&ev); err != nil {
 		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) {
+		if errors.As(err, &ute) && ute.Field != "" {
 			return Event{}, fmt.Errorf("%w: field %s has the wrong type", ErrInvalid, ute.Field)
 		}
 		return Event{}, fmt.Errorf("%w: not a JSON event object", ErrInvalid)
@@ -103,6 +105,12 @@ func (e Event) Validate() error {
 		}
 		if len(f.v) > MaxIDLen {
 			return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalid, f.name, MaxIDLen)
+		}
+		// PostgreSQL stores neither; a store refusing one event would
+		// otherwise refuse its whole batch, and a connector retry it
+		// for ever.
+		if !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
+			return fmt.Errorf("%w: %s is not valid UTF-8 text", ErrInvalid, f.name)
 		}
 	}
 	if !typeRE.MatchString(e.Type) {

@@ -1,11 +1,13 @@
-package eventsapi_test
+package bench
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,8 +21,48 @@ import (
 
 	"github.com/blindpost/blindpost/core/event"
 	"github.com/blindpost/blindpost/core/eventsapi"
+	"github.com/blindpost/blindpost/core/firewall"
+	"github.com/blindpost/blindpost/core/ingest"
 	"github.com/blindpost/blindpost/core/store"
 )
+
+// The core's ingestion against its baseline (issue 6): the events API
+// with everything on, and the same batches parsed and stored bare.
+
+const (
+	ingestLabel = "acme"
+	ingestBrand = "acme-casino"
+)
+
+type ingestEnv struct {
+	h   http.Handler
+	key string
+}
+
+// newIngestEnv serves the events API over a fresh SQLite store with one
+// label, one brand and one API key, the firewall in reject mode.
+func newIngestEnv(tb testing.TB) *ingestEnv {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(tb.TempDir(), "core.db"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	for _, err := range []error{st.CreateLabel(ctx, ingestLabel, "Acme"), st.AddBrand(ctx, ingestLabel, ingestBrand),
+		st.SetFirewallMode(ctx, ingestLabel, store.FirewallReject)} {
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	key, _, err := st.CreateAPIKey(ctx, ingestLabel)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	p := ingest.New(st, firewall.New(firewall.Options{}), ingest.Options{Logger: log})
+	return &ingestEnv{h: eventsapi.NewHandler(p, eventsapi.Options{Logger: log}), key: key}
+}
 
 // benchBatchBytes is the size of one benchmark batch.
 const benchBatchBytes = 1 << 20
@@ -59,7 +101,7 @@ func benchBatch(tb testing.TB, seq int) ([]byte, int) {
 		}
 		b, err := json.Marshal(map[string]any{
 			"eid": fmt.Sprintf("%08x-0000-4000-8000-%012x", seq, n), "event_date": 1700000000000 + int64(n),
-			"ext_brand_id": brand, "user_ext_id": user, "event_type": typ, "payload": payload,
+			"ext_brand_id": ingestBrand, "user_ext_id": user, "event_type": typ, "payload": payload,
 		})
 		if err != nil {
 			tb.Fatal(err)
@@ -121,7 +163,7 @@ func bareHandler(tb testing.TB) http.Handler {
 		now := time.Now().UnixMilli()
 		for _, ev := range evs {
 			p, _ := json.Marshal(ev.Payload)
-			if _, err := stmt.Exec(label, ev.EID, ev.EventDate, ev.Brand, ev.User, ev.Type, string(p), ev.SkipCJM, now); err != nil {
+			if _, err := stmt.Exec(ingestLabel, ev.EID, ev.EventDate, ev.Brand, ev.User, ev.Type, string(p), ev.SkipCJM, now); err != nil {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
@@ -152,15 +194,15 @@ func postBatch(tb testing.TB, h http.Handler, key string, body []byte) {
 // One op is one batch through each; it reports both rates (from the median
 // time per event) and the median of the per-batch ratios.
 //
-//	go test -run '^$' -bench EventsAPI -benchtime 20x ./core/eventsapi
+//	go test -run '^$' -bench EventsAPI -benchtime 20x ./bench/
 func BenchmarkEventsAPI(b *testing.B) {
-	e := newEnv(b, store.FirewallReject, nil)
+	e := newIngestEnv(b)
 	bare := bareHandler(b)
 	// Register the players, so no event is a user-not-found.
 	for start := 0; start < benchPlayers; start += 500 {
 		var regs []map[string]any
 		for i := start; i < start+500; i++ {
-			regs = append(regs, ev(fmt.Sprintf("reg-%d", i), fmt.Sprintf("player-%05d", i), "registration", map[string]any{"vip_level": 0}))
+			regs = append(regs, map[string]any{"eid": fmt.Sprintf("reg-%d", i), "event_date": 1700000000000, "ext_brand_id": ingestBrand, "user_ext_id": fmt.Sprintf("player-%05d", i), "event_type": "registration", "payload": map[string]any{"vip_level": 0}})
 		}
 		body, _ := json.Marshal(regs)
 		postBatch(b, e.h, e.key, body)

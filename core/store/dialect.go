@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/blindpost/blindpost/internal/pgschema"
 )
 
 // dialect is what differs between SQLite and PostgreSQL. The SQL is
@@ -63,11 +65,7 @@ func (d *dialect) rebind(query string) string {
 // transactions that running the transaction again resolves: a deadlock or
 // a serialization failure. SQLite, with one writer, has neither.
 func (d *dialect) retryable(err error) bool {
-	if !d.postgres {
-		return false
-	}
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	return d.postgres && pgschema.Retryable(err)
 }
 
 // conflict reports whether err is a unique-constraint violation.

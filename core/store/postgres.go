@@ -5,21 +5,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"regexp"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/blindpost/blindpost/internal/pgschema"
 )
 
 // DefaultSchema is the PostgreSQL schema of a store whose Config names none.
 const DefaultSchema = "blindpost_core"
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
-// minServerVersion is PostgreSQL 11.
-const minServerVersion = 110000
 
 // openPostgres opens the store in PostgreSQL: its tables live in
 // cfg.Schema, created if missing, migrated under a lock so that nodes
@@ -54,11 +51,7 @@ func (s *Store) openPostgres(ctx context.Context, cfg Config) error {
 
 // lockSpace names a space of advisory locks of the store in schema, so
 // that stores in other schemas of the database never wait for them.
-func lockSpace(use, schema string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("blindpost-core-" + use + "\x00" + schema))
-	return int64(h.Sum64())
-}
+func lockSpace(use, schema string) int64 { return pgschema.LockKey("core", use, schema) }
 
 // pgMigrations are PostgreSQL's, applied in order, each once, in one
 // transaction with the schema_version row that records it. Append, never
@@ -150,70 +143,15 @@ CREATE TABLE {s}.checkpoints (
 }
 
 // migratePostgres creates the schema if it is missing and applies the
-// migrations it lacks. An advisory lock serialises nodes that start at the
-// same time.
+// migrations it lacks (internal/pgschema).
 func (s *Store) migratePostgres(ctx context.Context, schema string) error {
-	var v int
-	if err := s.db.QueryRowContext(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&v); err != nil {
-		return fmt.Errorf("connect: %w", err)
+	err := pgschema.Migrate(ctx, s.db, "core", schema, pgMigrations, func(v int) {
+		s.log.Info("store schema migrated", "version", v)
+	})
+	if errors.Is(err, pgschema.ErrNotDurable) {
+		// Acknowledged only once durable: off would lose acknowledged events
+		// in a crash of the server.
+		return fmt.Errorf("acknowledged events could be lost: %w", err)
 	}
-	if v < minServerVersion {
-		return fmt.Errorf("server version %d: need PostgreSQL 11 or newer", v)
-	}
-	// Ingest is acknowledged once durable; synchronous_commit=off would
-	// lose acknowledged events in a crash of the server.
-	var sync string
-	if err := s.db.QueryRowContext(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&sync); err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	if sync == "off" {
-		return errors.New("synchronous_commit is off for the store's connections: acknowledged events could be lost; turn it on for the role or database, or in the DSN")
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, lockSpace("schema", schema)); err != nil {
-		return fmt.Errorf("migrate: lock: %w", err)
-	}
-	q := pgx.Identifier{schema}.Sanitize()
-	// Look before creating: an operator may have created the schema for a
-	// role that may not create schemas.
-	var exists bool
-	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if !exists {
-		if _, err := tx.ExecContext(ctx, `CREATE SCHEMA `+q); err != nil {
-			return fmt.Errorf("migrate: create schema: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+q+`.schema_version (
-		version    int         PRIMARY KEY,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	var cur int
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM `+q+`.schema_version`).Scan(&cur); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if cur > len(pgMigrations) {
-		return fmt.Errorf("schema version %d is newer than this binary (%d)", cur, len(pgMigrations))
-	}
-	for v := cur + 1; v <= len(pgMigrations); v++ {
-		if _, err := tx.ExecContext(ctx, strings.ReplaceAll(pgMigrations[v-1], "{s}", q)); err != nil {
-			return fmt.Errorf("migrate to %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO `+q+`.schema_version (version) VALUES ($1)`, v); err != nil {
-			return fmt.Errorf("migrate to %d: %w", v, err)
-		}
-		if cur > 0 {
-			s.log.Info("store schema migrated", "version", v)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
-	}
-	return nil
+	return err
 }

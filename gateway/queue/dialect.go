@@ -2,12 +2,11 @@ package queue
 
 import (
 	"database/sql"
-	"errors"
 	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/blindpost/blindpost/internal/pgschema"
 )
 
 // dialect is what differs between the two databases a Queue runs on. The
@@ -71,9 +70,5 @@ func (d *dialect) rebind(query string) string {
 // deadlock, or a serialization failure. SQLite, with one writer, has
 // neither.
 func (d *dialect) retryable(err error) bool {
-	if !d.postgres {
-		return false
-	}
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	return d.postgres && pgschema.Retryable(err)
 }

@@ -5,21 +5,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"regexp"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/blindpost/blindpost/internal/pgschema"
 )
 
 // DefaultSchema is the PostgreSQL schema of a queue whose Options name none.
 const DefaultSchema = "blindpost_queue"
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
-// minServerVersion is PostgreSQL 11: hashtextextended.
-const minServerVersion = 110000
 
 // OpenPostgres opens the queue in PostgreSQL: its tables live in schema
 // opts.Schema (default DefaultSchema, created if missing), migrated under a
@@ -64,11 +61,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Queue, error)
 }
 
 // lockSpace names a space of advisory locks of the queue in schema.
-func lockSpace(use, schema string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("blindpost-queue-" + use + "\x00" + schema))
-	return int64(h.Sum64())
-}
+func lockSpace(use, schema string) int64 { return pgschema.LockKey("queue", use, schema) }
 
 // pgMigrations are PostgreSQL's, applied in order, each once, in one
 // transaction with the schema_version row that records it. Append, never
@@ -182,71 +175,15 @@ CREATE TABLE {s}.volume (
 }
 
 // migratePostgres creates the schema if it is missing and applies the
-// migrations it lacks. An advisory lock serialises nodes that start at the
-// same time.
+// migrations it lacks (internal/pgschema).
 func (q *Queue) migratePostgres(ctx context.Context, schema string) error {
-	var v int
-	if err := q.db.QueryRowContext(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&v); err != nil {
-		return fmt.Errorf("connect: %w", err)
+	err := pgschema.Migrate(ctx, q.db, "queue", schema, pgMigrations, func(v int) {
+		q.log.Info("queue schema migrated", "version", v)
+	})
+	if errors.Is(err, pgschema.ErrNotDurable) {
+		// Acknowledged only once durable: off would lose acknowledged messages
+		// in a crash of the server.
+		return fmt.Errorf("acknowledged messages could be lost: %w", err)
 	}
-	if v < minServerVersion {
-		return fmt.Errorf("server version %d: need PostgreSQL 11 or newer", v)
-	}
-	// Accept answers only once its commit is durable; off would lose
-	// acknowledged messages in a crash of the server. Any other value
-	// (local, on, remote_write, remote_apply) is the operator's choice.
-	var sync string
-	if err := q.db.QueryRowContext(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&sync); err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	if sync == "off" {
-		return errors.New("synchronous_commit is off for the queue's connections: acknowledged messages could be lost; turn it on for the queue's role or database, or in the DSN")
-	}
-	tx, err := q.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, lockSpace("schema", schema)); err != nil {
-		return fmt.Errorf("migrate: lock: %w", err)
-	}
-	s := pgx.Identifier{schema}.Sanitize()
-	// Look before creating: an operator may have created the schema for
-	// a role that may not create schemas.
-	var exists bool
-	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if !exists {
-		if _, err := tx.ExecContext(ctx, `CREATE SCHEMA `+s); err != nil {
-			return fmt.Errorf("migrate: create schema: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s+`.schema_version (
-		version    int         PRIMARY KEY,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	var cur int
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM `+s+`.schema_version`).Scan(&cur); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if cur > len(pgMigrations) {
-		return fmt.Errorf("schema version %d is newer than this binary (%d)", cur, len(pgMigrations))
-	}
-	for v := cur + 1; v <= len(pgMigrations); v++ {
-		if _, err := tx.ExecContext(ctx, strings.ReplaceAll(pgMigrations[v-1], "{s}", s)); err != nil {
-			return fmt.Errorf("migrate to %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO `+s+`.schema_version (version) VALUES ($1)`, v); err != nil {
-			return fmt.Errorf("migrate to %d: %w", v, err)
-		}
-		if cur > 0 { // an upgrade, not a new schema
-			q.log.Info("queue schema migrated", "version", v)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
-	}
-	return nil
+	return err
 }

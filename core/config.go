@@ -40,6 +40,11 @@ type Config struct {
 	Store         StoreConfig       `yaml:"store"`
 	Firewall      FirewallConfig    `yaml:"firewall,omitempty"`
 	Connectors    []ConnectorConfig `yaml:"connectors,omitempty"`
+	// GatewayKeys are the gateways' signing.pub files the core trusts to
+	// sign token pairs files (`blindpost core tokens apply`, the admin
+	// API's token-pairs route; docs/key-rotation.md §5). Without one, the
+	// core refuses every pairs file.
+	GatewayKeys []string `yaml:"gateway_keys,omitempty"`
 }
 
 // FirewallConfig adjusts the PII firewall's property-name rule for this
@@ -230,6 +235,9 @@ func (c *Config) ResolvePaths(base string) {
 		c.Store.Path = filepath.Join(c.DataDir, c.Store.Path)
 	}
 	abs(&c.Store.Path)
+	for i := range c.GatewayKeys {
+		abs(&c.GatewayKeys[i])
+	}
 }
 
 // Validate checks the whole config and reports every problem, each naming
@@ -291,6 +299,13 @@ func (c *Config) Validate() error {
 	}
 	for i, cc := range c.Connectors {
 		cc.validate(fmt.Sprintf("connectors[%d]", i), bad)
+	}
+	for i, p := range c.GatewayKeys {
+		if strings.TrimSpace(p) == "" {
+			bad(fmt.Sprintf("gateway_keys[%d]", i), "want the path of a gateway's signing.pub")
+		} else if slices.Contains(c.GatewayKeys[:i], p) {
+			bad(fmt.Sprintf("gateway_keys[%d]", i), "listed twice")
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -104,6 +104,11 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Core, err error) {
 	fw := firewall.New(firewall.Options{PIIProperties: cfg.Firewall.PIIProperties, AllowProperties: cfg.Firewall.AllowProperties})
 	c.pipeline = ingest.New(c.store, fw, ingest.Options{Logger: c.log, Registerer: c.reg, Now: opts.Now})
 	c.admin = admin.New(c.store, c.pipeline.Invalidate)
+	gatewayKeys, err := cfg.LoadGatewayKeys()
+	if err != nil {
+		return nil, err
+	}
+	c.admin.SetGatewayKeys(gatewayKeys)
 
 	if opts.AdminTokens != nil {
 		c.tokens, err = admin.NewTokens(opts.AdminTokens)

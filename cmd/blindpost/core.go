@@ -31,6 +31,9 @@ blindpost core keys list LABEL --config FILE
 blindpost core keys create LABEL --config FILE     prints the key once: it is never shown again
 blindpost core keys rotate LABEL --config FILE     a new key; the old ones stay valid until revoked
 blindpost core keys revoke LABEL KEY_ID --config FILE
+blindpost core tokens apply --config FILE --pairs PAIRS [--sig PAIRS.sig] [--label ID]
+                                                   verify a token pairs file of the gateway (gateway_keys)
+                                                   and rewrite the old tokens players hold into the new ones
 
 The labels and keys commands work on the store directly and may run while the
 core does; a running core applies label changes within 2 seconds. Add --json
@@ -62,6 +65,8 @@ func runCore(ctx context.Context, c *cli, args []string) error {
 			return runCoreLabels(ctx, c, args[1:])
 		case "keys":
 			return runCoreKeys(ctx, c, args[1:])
+		case "tokens":
+			return runCoreTokens(ctx, c, args[1:])
 		}
 	}
 	fs := flags(c, "core")

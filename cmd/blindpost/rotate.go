@@ -1,14 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +14,7 @@ import (
 
 	"github.com/blindpost/blindpost/envelope"
 	"github.com/blindpost/blindpost/gateway"
+	"github.com/blindpost/blindpost/tokenmap"
 	"github.com/blindpost/blindpost/vault"
 	"github.com/blindpost/blindpost/vault/hashivault"
 	"github.com/blindpost/blindpost/vault/kv"
@@ -557,38 +552,6 @@ func syncDir(dir string) {
 	}
 }
 
-// tokenPairsContext starts the message a pairs file's signature covers:
-// the gateway's signing key also signs callbacks and audit checkpoints,
-// and this prefix keeps a pairs signature from ever reading as one of
-// those, or theirs as one of these.
-const tokenPairsContext = "blindpost-token-pairs-v1\n"
-
-// tokenPairsSigFormat names the signature file's layout.
-const tokenPairsSigFormat = "blindpost-token-pairs-sig-v1"
-
-// tokenPairLine is one line of a pairs file.
-type tokenPairLine struct {
-	Tenant string     `json:"tenant"`
-	Kind   vault.Kind `json:"kind"`
-	Old    string     `json:"old"`
-	New    string     `json:"new"`
-}
-
-// tokenPairsSig is the detached signature file of a pairs file: an
-// Ed25519 signature by the gateway's signing key (kid) of
-// tokenPairsContext ‖ lower-case hex SHA-256 of the file ‖ "\n".
-type tokenPairsSig struct {
-	Format    string `json:"format"`
-	File      string `json:"file"`
-	SHA256    string `json:"sha256"`
-	KeyID     string `json:"kid"`
-	Signature string `json:"signature"` // standard base64
-}
-
-func tokenPairsMessage(sum []byte) []byte {
-	return []byte(tokenPairsContext + hex.EncodeToString(sum) + "\n")
-}
-
 // rotateToken is the planned re-tokenisation (docs/key-rotation.md §5).
 // Without --finish it adds the new token key version if Transit lacks it
 // and, once the config indexes that version, runs the pass that indexes
@@ -767,9 +730,7 @@ func retokenize(ctx context.Context, w io.Writer, rt vault.Retokenizer, tenants 
 	}
 	defer os.Remove(f.Name()) // after a failure; a rename leaves nothing to remove
 	defer f.Close()
-	sum := sha256.New()
-	bw := bufio.NewWriter(io.MultiWriter(f, sum))
-	enc := json.NewEncoder(bw)
+	pw := tokenmap.NewWriter(f)
 	for _, t := range tenants {
 		// A shared address is one pair: its tokens are the same for every
 		// subject of the tenant, whatever the brand.
@@ -779,7 +740,7 @@ func retokenize(ctx context.Context, w io.Writer, rt vault.Retokenizer, tenants 
 				return nil
 			}
 			seen[p.Old] = struct{}{}
-			return enc.Encode(tokenPairLine{Tenant: t, Kind: p.Kind, Old: p.Old, New: p.New})
+			return pw.Write(tokenmap.Pair{Tenant: t, Kind: string(p.Kind), Old: p.Old, New: p.New})
 		}
 		fmt.Fprintf(w, "tenant %s: indexing every record under token key version %d as well (pairs from version %d)\n", t, opts.To, opts.From)
 		start := time.Now()
@@ -795,7 +756,7 @@ func retokenize(ctx context.Context, w io.Writer, rt vault.Retokenizer, tenants 
 			return fmt.Errorf("keys rotate token: tenant %s: %w; no pairs file was written, run the command again (what is indexed stays)", t, err)
 		}
 	}
-	if err := bw.Flush(); err != nil {
+	if err := pw.Flush(); err != nil {
 		return fmt.Errorf("keys rotate token: %w", err)
 	}
 	if err := f.Sync(); err != nil {
@@ -804,34 +765,30 @@ func retokenize(ctx context.Context, w io.Writer, rt vault.Retokenizer, tenants 
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("keys rotate token: %w", err)
 	}
-	digest := sum.Sum(nil)
-	sig, err := json.MarshalIndent(tokenPairsSig{
-		Format:    tokenPairsSigFormat,
-		File:      base,
-		SHA256:    hex.EncodeToString(digest),
-		KeyID:     string(key.ID),
-		Signature: base64.StdEncoding.EncodeToString(ed25519.Sign(key.Private, tokenPairsMessage(digest))),
-	}, "", "  ")
+	sig, err := tokenmap.Sign(key, base, pw.Sum())
 	if err != nil {
-		return err
+		return fmt.Errorf("keys rotate token: %w", err)
 	}
 	if err := os.Rename(f.Name(), out); err != nil {
 		return fmt.Errorf("keys rotate token: %w", err)
 	}
-	if err := writeFileAtomic(out+".sig", append(sig, '\n')); err != nil {
+	if err := writeFileAtomic(out+".sig", sig); err != nil {
 		return fmt.Errorf("keys rotate token: %w", err)
 	}
 	syncDir(dir)
 	fmt.Fprintf(w, "\nwrote %s and its signature %s (gateway signing key kid=%s)\n", out, out+".sig", key.ID)
+	if len(tenants) > 1 {
+		fmt.Fprintln(w, "note: the file holds several tenants; a core applies a file of its own label only: for a vendor, run this with --tenant")
+	}
 	if pin != opts.To {
 		fmt.Fprintf(w, `
 Tokens of both versions resolve now, on every node. Next:
 1. Give the vendor the file and its signature:
      %[1]s
      %[1]s.sig
-   The core verifies the signature with the gateway's signing.pub, adds each "new" token next to
-   its "old" one, and from then on addresses players by the new tokens; it keeps translating old
-   tokens it still receives by the file.
+   The vendor applies them on the core (blindpost core tokens apply --config core.yaml --pairs FILE,
+   or its admin API): it verifies the signature with the gateway's signing.pub and rewrites every
+   old token it stores into the new one.
 2. On every node pin the new version and keep indexing the old one, check, restart each in turn:
      %[2]s
      vault.token_versions.also_index: [%[3]d]

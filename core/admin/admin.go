@@ -22,6 +22,7 @@ import (
 
 	"github.com/blindpost/blindpost/core/event"
 	"github.com/blindpost/blindpost/core/store"
+	"github.com/blindpost/blindpost/envelope"
 )
 
 // Store is what the admin needs of the core's store (*store.Store).
@@ -37,6 +38,7 @@ type Store interface {
 	RevokeAPIKey(ctx context.Context, label, keyID string) error
 	Player(ctx context.Context, label, brand, user string) (store.PlayerState, error)
 	Rejections(ctx context.Context, label string, limit int) ([]store.Rejection, error)
+	ApplyTokenPairs(ctx context.Context, label string, pairs map[string]string) (players, values int, err error)
 }
 
 var (
@@ -90,8 +92,9 @@ type Rejection struct {
 
 // Admin applies validated changes to the store.
 type Admin struct {
-	store    Store
-	onChange func(label string)
+	store       Store
+	onChange    func(label string)
+	gatewayKeys []*envelope.VerifyingKey // SetGatewayKeys (tokenpairs.go)
 }
 
 // New returns an Admin over st. onChange, if set, runs after a label's

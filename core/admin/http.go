@@ -98,6 +98,7 @@ type handler struct {
 //	POST   /v1/labels/{label}/keys/rotate      → 201 {"key","info","previous"}: old keys stay valid
 //	DELETE /v1/labels/{label}/keys/{id}        → 204
 //	GET    /v1/labels/{label}/rejections?limit=N → [{"eid","reason","path",…}]
+//	POST   /v1/labels/{label}/token-pairs      multipart pairs, sig → token pairs applied (tokenpairs.go)
 //	GET    /api/players/{brand}/{user}?label=L → player state
 func NewHandler(a *Admin, tokens *Tokens, log *slog.Logger) http.Handler {
 	if tokens == nil {
@@ -118,6 +119,7 @@ func NewHandler(a *Admin, tokens *Tokens, log *slog.Logger) http.Handler {
 	h.mux.HandleFunc("POST /v1/labels/{label}/keys/rotate", h.rotateKey)
 	h.mux.HandleFunc("DELETE /v1/labels/{label}/keys/{id}", h.revokeKey)
 	h.mux.HandleFunc("GET /v1/labels/{label}/rejections", h.rejections)
+	h.mux.HandleFunc("POST /v1/labels/{label}/token-pairs", h.tokenPairs)
 	h.mux.HandleFunc("GET /api/players/{brand}/{user}", h.player)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, "no such route")
@@ -136,6 +138,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (tokenpairs.go
+// extends its deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {

@@ -3,9 +3,9 @@ package store
 // playerCache holds, on SQLite, the committed state of the players Ingest
 // saw last, so that a batch reads from the file only the players it has
 // not seen lately. It is coherent because the store's process is the
-// file's only writer (the lock file sees to that), Ingest is the only
-// writer of players, and Ingest updates the cache, under ingestMu, only
-// after its transaction committed. A player that does not exist is
+// file's only writer (the lock file sees to that), every write of players
+// (Ingest, ApplyTokenPairs) runs on the one writer goroutine, and that
+// goroutine updates the cache only after its transaction committed. A player that does not exist is
 // cached too.
 //
 // It keeps between max/2 and max players: two generations, the older

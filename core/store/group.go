@@ -20,9 +20,13 @@ import (
 const maxGroup = 8192
 
 type ingestReq struct {
-	ctx  context.Context
-	b    *batch
-	done chan ingestResult // buffered: the writer never waits for a caller
+	ctx context.Context
+	b   *batch
+	// alone, instead of b, is a transaction the writer runs by itself
+	// (writeAlone): one that changes players must run where the player
+	// cache is kept.
+	alone func(*txn) error
+	done  chan ingestResult // buffered: the writer never waits for a caller
 }
 
 type ingestResult struct {
@@ -65,15 +69,24 @@ func (s *Store) writeLoop() {
 		group = group[:0]
 		select {
 		case r := <-s.reqs:
+			if r.alone != nil {
+				s.commitAlone(r)
+				continue
+			}
 			group = append(group, r)
 		case <-s.closing:
 			return
 		}
 		n := len(group[0].b.evs)
+		var alone *ingestReq
 	gather:
 		for n < maxGroup {
 			select {
 			case r := <-s.reqs:
+				if r.alone != nil {
+					alone = r // after the group
+					break gather
+				}
 				group = append(group, r)
 				n += len(r.b.evs)
 			default:
@@ -81,6 +94,9 @@ func (s *Store) writeLoop() {
 			}
 		}
 		s.commitGroup(group)
+		if alone != nil {
+			s.commitAlone(alone)
+		}
 	}
 }
 

@@ -49,10 +49,6 @@ func (s *Store) openPostgres(ctx context.Context, cfg Config) error {
 	return s.migratePostgres(ctx, schema)
 }
 
-// lockSpace names a space of advisory locks of the store in schema, so
-// that stores in other schemas of the database never wait for them.
-func lockSpace(use, schema string) int64 { return pgschema.LockKey("core", use, schema) }
-
 // pgMigrations are PostgreSQL's, applied in order, each once, in one
 // transaction with the schema_version row that records it. Append, never
 // edit. They arrive at the tables SQLite's migrations arrive at; {s} stands

@@ -23,6 +23,7 @@ var rules = []struct {
 	{"adapters", []string{"gateway", "core", "vault", "policy"}, "adapters are edges behind interfaces their users declare"},
 	{"envelope", []string{"gateway", "core", "vault", "policy", "adapters"}, "both sides import the envelope"},
 	{"audit", []string{"gateway", "core", "vault", "adapters"}, "auditors verify the log offline"},
+	{"tokenmap", []string{"gateway", "core", "vault", "policy", "adapters"}, "both sides read the token pairs file"},
 }
 
 func TestTrustBoundaryIsAnImportBoundary(t *testing.T) {

@@ -56,8 +56,17 @@ func runCore(ctx context.Context, c *cli, args []string) error {
 			if err := need("config", *path); err != nil {
 				return err
 			}
-			if _, err := core.LoadConfig(*path); err != nil {
+			cfg, err := core.LoadConfig(*path)
+			if err != nil {
 				return err
+			}
+			// The keys are files: check they load, as start-up will.
+			keys, err := cfg.LoadGatewayKeys()
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				fmt.Fprintf(c.stdout, "gateway key %s\n", k.ID)
 			}
 			fmt.Fprintf(c.stdout, "%s: ok\n", *path)
 			return nil

@@ -239,6 +239,11 @@ func Open(ctx context.Context, cfg *Config, opts Options) (_ *Gateway, err error
 	g.store, g.shredder = v.Store, v.shredder
 	if v.Transit != nil {
 		g.vaultHealth = v.Transit.Health
+		// Here, not in OpenVault: `keys rotate token` opens the vault to
+		// create the very version this would refuse.
+		if err := checkTokenVersions(ctx, v.Transit, cfg, g.log); err != nil {
+			return nil, err
+		}
 	}
 	if v.pending != nil {
 		g.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -351,6 +356,7 @@ func OpenVault(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Vault, er
 	// Every store mints tokens under the pinned version and, during a
 	// re-tokenisation, indexes them under the also_index versions too.
 	pin, also := cfg.Vault.PinnedTokenVersion(), cfg.Vault.TokenVersions.AlsoIndex
+
 	switch pc := cfg.Vault.Postgres; {
 	case cfg.Vault.KV.Enabled:
 		st, err := kv.New(v.Transit.Client(), v.Keys, kv.Options{Mount: cfg.Vault.KV.Mount, Prefix: cfg.Vault.KV.Prefix,
@@ -431,6 +437,35 @@ func (g *Gateway) openQueue(ctx context.Context, cfg *Config) error {
 	// one's leases run out by themselves.
 	if err := q.ReleaseLeases(ctx); err != nil {
 		return fmt.Errorf("cluster.postgres: %w", err)
+	}
+	return nil
+}
+
+// checkTokenVersions makes sure Transit holds every token key version the
+// config indexes under, for every tenant: a version configured before
+// `blindpost keys rotate token` created it would fail every Put. It asks
+// for a MAC under each version, which the gateway's own policy allows
+// (reading the key's status needs the admin's). A Vault that cannot answer
+// now is no reason to refuse to start: messages wait for it as always.
+func checkTokenVersions(ctx context.Context, p *hashivault.Provider, cfg *Config, log *slog.Logger) error {
+	versions := append([]int{cfg.Vault.PinnedTokenVersion()}, cfg.Vault.TokenVersions.AlsoIndex...)
+	for _, t := range cfg.Tenants {
+		for _, ver := range versions {
+			_, err := p.TokenMAC(ctx, t.ID, ver, []byte("blindpost-token-version-probe"))
+			// Vault answering 4xx has decided (no such version, or the
+			// policy does not allow it); anything else is Vault not able
+			// to answer now.
+			var he *hashivault.Error
+			switch {
+			case err == nil:
+			case !errors.As(err, &he) || he.Status < 400 || he.Status >= 500:
+				log.Warn("token key versions not checked: Vault unavailable", "tenant", t.ID, "err", err)
+				return nil
+			default:
+				return fmt.Errorf("vault.token_versions: tenant %s has no usable token key version %d in Transit (create it with `blindpost keys rotate token --to %d` first): %w",
+					t.ID, ver, ver, err)
+			}
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/blindpost/blindpost/gateway"
@@ -86,4 +87,30 @@ func TestGatewayOnVaultTransitAndKV(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A gateway configured to index tokens under a Transit token key version
+// that does not exist refuses to start, naming the version, instead of
+// failing every Put.
+func TestGatewayRefusesATokenVersionTransitLacks(t *testing.T) {
+	addr, token := startVault(t)
+	t.Setenv("BP_TEST_VAULT_TOKEN", token)
+	hc := hashivault.Config{Address: addr, Auth: hashivault.AuthConfig{Method: "token", TokenEnv: "BP_TEST_VAULT_TOKEN"}}
+	p, err := hashivault.New(context.Background(), hc, hashivault.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Setup(context.Background(), devenv.Tenant); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	_, err = devenv.Start(context.Background(), t.TempDir(), devenv.Options{Gateway: func(c *gateway.Config) {
+		c.Vault.Embedded.KeyFile, c.Vault.Embedded.PassphraseEnv = "", ""
+		c.Vault.Hashicorp = hc
+		c.Vault.KV = gateway.KVVaultConfig{Enabled: true}
+		c.Vault.TokenVersions.AlsoIndex = []int{2}
+	}})
+	if err == nil || !strings.Contains(err.Error(), "token key version 2") {
+		t.Fatalf("Open with also_index [2] and no version 2 in Transit: %v", err)
+	}
 }

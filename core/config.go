@@ -120,9 +120,32 @@ type ConnectorConfig struct {
 	OverlapCount  int64     `yaml:"overlap_count,omitempty"`
 	Poll          Duration  `yaml:"poll,omitempty"`
 
+	// TLS, for kafka and rabbitmq (which also needs an amqps:// URL):
+	// the brokers' CA instead of the system's, and a client certificate
+	// for mutual TLS. dbviews set TLS in their DSN.
+	TLS *ConnectorTLS `yaml:"tls,omitempty"`
+	// SASL authenticates a kafka connector.
+	SASL *KafkaSASL `yaml:"sasl,omitempty"`
+
 	// BatchSize bounds the events handed to the pipeline at once (for
 	// rabbitmq also the prefetch); 0 means the connector's default.
 	BatchSize int `yaml:"batch_size,omitempty"`
+}
+
+// ConnectorTLS is a connector's TLS client settings.
+type ConnectorTLS struct {
+	CAFile     string `yaml:"ca_file,omitempty"`     // PEM; empty means the system's roots
+	CertFile   string `yaml:"cert_file,omitempty"`   // client certificate (mutual TLS), with key_file
+	KeyFile    string `yaml:"key_file,omitempty"`    //
+	ServerName string `yaml:"server_name,omitempty"` // if the brokers' certificates name another host
+}
+
+// KafkaSASL is a kafka connector's SASL login. PLAIN sends the password
+// as it is, so it is accepted only over TLS.
+type KafkaSASL struct {
+	Mechanism   string `yaml:"mechanism"`    // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	Username    string `yaml:"username"`     //
+	PasswordEnv string `yaml:"password_env"` // environment variable holding the password
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
@@ -238,6 +261,13 @@ func (c *Config) ResolvePaths(base string) {
 	for i := range c.GatewayKeys {
 		abs(&c.GatewayKeys[i])
 	}
+	for i := range c.Connectors {
+		if t := c.Connectors[i].TLS; t != nil {
+			abs(&t.CAFile)
+			abs(&t.CertFile)
+			abs(&t.KeyFile)
+		}
+	}
 }
 
 // Validate checks the whole config and reports every problem, each naming
@@ -327,7 +357,27 @@ func (cc *ConnectorConfig) validate(f string, bad func(field, format string, arg
 			}
 		}
 	}
-	kafkaSet := map[string]bool{"brokers": len(cc.Brokers) > 0, "topic": cc.Topic != "", "group": cc.Group != ""}
+	if t := cc.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		bad(f+".tls", "cert_file and key_file go together")
+	}
+	if a := cc.SASL; a != nil {
+		switch a.Mechanism {
+		case "PLAIN":
+			if cc.TLS == nil {
+				bad(f+".sasl.mechanism", "PLAIN sends the password in clear: needs tls")
+			}
+		case "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			bad(f+".sasl.mechanism", "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", a.Mechanism)
+		}
+		if a.Username == "" {
+			bad(f+".sasl.username", "required")
+		}
+		if !validEnvName(a.PasswordEnv) {
+			bad(f+".sasl.password_env", "want an environment variable name, got %q", a.PasswordEnv)
+		}
+	}
+	kafkaSet := map[string]bool{"brokers": len(cc.Brokers) > 0, "topic": cc.Topic != "", "group": cc.Group != "", "sasl": cc.SASL != nil}
 	rabbitSet := map[string]bool{"url_env": cc.URLEnv != "", "queue": cc.Queue != "", "linger": cc.Linger != 0}
 	dbSet := map[string]bool{"source": cc.Source != "", "driver": cc.Driver != "", "dsn_env": cc.DSNEnv != "", "view": cc.View != "",
 		"watermark": cc.Watermark != "", "watermark_type": cc.WatermarkType != "", "overlap": cc.Overlap != nil,
@@ -392,6 +442,9 @@ func (cc *ConnectorConfig) validate(f string, bad func(field, format string, arg
 		}
 		if cc.Poll < 0 {
 			bad(f+".poll", "must not be negative")
+		}
+		if cc.TLS != nil {
+			bad(f+".tls", "not a setting of kind dbviews: set TLS in the DSN")
 		}
 		unused(kafkaSet)
 		unused(rabbitSet)

@@ -12,6 +12,7 @@ package core
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/blindpost/blindpost/adapters/dbviews"
 	"github.com/blindpost/blindpost/adapters/kafka"
@@ -171,6 +175,32 @@ func OpenStore(ctx context.Context, cfg *Config, opts StoreOptions) (*store.Stor
 	return st, nil
 }
 
+// connectorTLS builds a connector's TLS client config; nil without one.
+func connectorTLS(t *ConnectorTLS) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		b, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(b) {
+			return nil, errors.New("ca_file: no PEM certificate")
+		}
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
 func (c *Core) openConnector(ctx context.Context, i int, getenv func(string) string) error {
 	cc := c.cfg.Connectors[i]
 	name := fmt.Sprintf("%s[%d]", cc.Kind, i)
@@ -183,10 +213,32 @@ func (c *Core) openConnector(ctx context.Context, i int, getenv func(string) str
 	}
 	log := c.log.With("connector", name, "label", cc.Label)
 	sink := c.pipeline.SinkFor(cc.Label)
+	tc, err := connectorTLS(cc.TLS)
+	if err != nil {
+		return fmt.Errorf("%s.tls: %w", field, err)
+	}
 	switch cc.Kind {
 	case KindKafka:
+		var opts []kgo.Opt
+		if tc != nil {
+			opts = append(opts, kgo.DialTLSConfig(tc))
+		}
+		if a := cc.SASL; a != nil {
+			pass := getenv(a.PasswordEnv)
+			if pass == "" {
+				return fmt.Errorf("%s.sasl.password_env: $%s is empty", field, a.PasswordEnv)
+			}
+			switch a.Mechanism {
+			case "PLAIN":
+				opts = append(opts, kgo.SASL(plain.Auth{User: a.Username, Pass: pass}.AsMechanism()))
+			case "SCRAM-SHA-256":
+				opts = append(opts, kgo.SASL(scram.Auth{User: a.Username, Pass: pass}.AsSha256Mechanism()))
+			case "SCRAM-SHA-512":
+				opts = append(opts, kgo.SASL(scram.Auth{User: a.Username, Pass: pass}.AsSha512Mechanism()))
+			}
+		}
 		k, err := kafka.New(kafka.Config{Brokers: cc.Brokers, Topic: cc.Topic, Group: cc.Group, BatchSize: cc.BatchSize}, sink,
-			kafka.Options{Logger: log})
+			kafka.Options{Logger: log, ClientOpts: opts})
 		if err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
@@ -197,7 +249,7 @@ func (c *Core) openConnector(ctx context.Context, i int, getenv func(string) str
 			return fmt.Errorf("%s.url_env: $%s is empty", field, cc.URLEnv)
 		}
 		r, err := rabbitmq.New(rabbitmq.Config{URL: url, Queue: cc.Queue, BatchSize: cc.BatchSize, Linger: time.Duration(cc.Linger)}, sink,
-			rabbitmq.Options{Logger: log})
+			rabbitmq.Options{Logger: log, TLS: tc})
 		if err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}

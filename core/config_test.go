@@ -119,3 +119,19 @@ connectors:
 		t.Fatalf("round trip: %v\n%s", err, b)
 	}
 }
+
+// The commented example operators start from is a valid config, with
+// every connector kind and its TLS and SASL settings.
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := core.LoadConfig(filepath.Join("..", "deploy", "core.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, cc := range cfg.Connectors {
+		kinds[cc.Kind] = true
+	}
+	if len(kinds) != 3 || cfg.Store.Driver != "postgres" || len(cfg.GatewayKeys) == 0 {
+		t.Errorf("the example no longer shows every connector kind, PostgreSQL and gateway keys: %+v", cfg)
+	}
+}

@@ -97,6 +97,14 @@ type ConnectorConfig struct {
 	Brokers []string `yaml:"brokers,omitempty"`
 	Topic   string   `yaml:"topic,omitempty"`
 	Group   string   `yaml:"group,omitempty"`
+	// InstanceID makes this core a static member of the group (KIP-345):
+	// restarted, even after a crash, it takes its partitions back at once,
+	// where a dynamic member's partitions wait out the session timeout.
+	// Unique per core node and stable across its restarts.
+	InstanceID string `yaml:"instance_id,omitempty"`
+	// SessionTimeout is how long the group waits for a silent member
+	// before giving its partitions to the others (default 45s).
+	SessionTimeout Duration `yaml:"session_timeout,omitempty"`
 
 	// rabbitmq: URLEnv names the environment variable holding the AMQP URL
 	// (it carries a password, so it is never in the file). The queue must
@@ -377,7 +385,11 @@ func (cc *ConnectorConfig) validate(f string, bad func(field, format string, arg
 			bad(f+".sasl.password_env", "want an environment variable name, got %q", a.PasswordEnv)
 		}
 	}
-	kafkaSet := map[string]bool{"brokers": len(cc.Brokers) > 0, "topic": cc.Topic != "", "group": cc.Group != "", "sasl": cc.SASL != nil}
+	kafkaSet := map[string]bool{"brokers": len(cc.Brokers) > 0, "topic": cc.Topic != "", "group": cc.Group != "", "sasl": cc.SASL != nil,
+		"instance_id": cc.InstanceID != "", "session_timeout": cc.SessionTimeout != 0}
+	if cc.SessionTimeout != 0 && (cc.SessionTimeout < Duration(time.Second) || cc.SessionTimeout > Duration(30*time.Minute)) {
+		bad(f+".session_timeout", "want 1s to 30m")
+	}
 	rabbitSet := map[string]bool{"url_env": cc.URLEnv != "", "queue": cc.Queue != "", "linger": cc.Linger != 0}
 	dbSet := map[string]bool{"source": cc.Source != "", "driver": cc.Driver != "", "dsn_env": cc.DSNEnv != "", "view": cc.View != "",
 		"watermark": cc.Watermark != "", "watermark_type": cc.WatermarkType != "", "overlap": cc.Overlap != nil,

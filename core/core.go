@@ -220,6 +220,12 @@ func (c *Core) openConnector(ctx context.Context, i int, getenv func(string) str
 	switch cc.Kind {
 	case KindKafka:
 		var opts []kgo.Opt
+		if cc.InstanceID != "" {
+			opts = append(opts, kgo.InstanceID(cc.InstanceID))
+		}
+		if cc.SessionTimeout != 0 {
+			opts = append(opts, kgo.SessionTimeout(time.Duration(cc.SessionTimeout)))
+		}
 		if tc != nil {
 			opts = append(opts, kgo.DialTLSConfig(tc))
 		}

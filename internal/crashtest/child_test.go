@@ -98,7 +98,12 @@ func (c *child) stop(timeout time.Duration) error {
 // stderr appended to the log file. The child dies with ctx, and
 // t.Cleanup kills it if the test left it running.
 func startGateway(ctx context.Context, t *testing.T, bin, cfg string, log *os.File) (*child, error) {
-	cmd := exec.CommandContext(ctx, bin, "gateway", "--config", cfg)
+	return startChild(ctx, t, bin, log, "gateway", "--config", cfg)
+}
+
+// startChild starts `blindpost args...` as startGateway does.
+func startChild(ctx context.Context, t *testing.T, bin string, log *os.File, args ...string) (*child, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second

@@ -22,6 +22,7 @@ import (
 
 	"github.com/blindpost/blindpost/core"
 	"github.com/blindpost/blindpost/core/admin"
+	"github.com/blindpost/blindpost/internal/testpg"
 )
 
 // routeCanaries is fake PII, fresh each run, that a PAM might leak into its
@@ -80,7 +81,7 @@ func wantRejections(route string) map[string]string {
 func TestCanaryProofEveryRoute(t *testing.T) {
 	ctx := context.Background()
 	c := newCanaries()
-	pgDSN := envOr("BLINDPOST_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	pgDSN := testpg.DSN(t)
 	myDSN := envOr("BLINDPOST_TEST_MYSQL", "root@tcp(127.0.0.1:3306)/test")
 	amqpURL := envOr("BLINDPOST_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 	const brand = "acme-casino"
@@ -130,13 +131,10 @@ func TestCanaryProofEveryRoute(t *testing.T) {
 	// The PAM's replicas: a table on PostgreSQL and one on MariaDB.
 	pg, err := pgx.Connect(ctx, pgDSN)
 	if err != nil {
-		needServer(t, "PostgreSQL", err)
+		t.Fatal(err)
 	}
-	pgSchema := "pam_canary_" + suffix
-	t.Cleanup(func() {
-		pg.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgSchema+" CASCADE")
-		pg.Close(context.Background())
-	})
+	defer pg.Close(context.Background())
+	pgSchema := testpg.Schema(t, pgDSN, "pam_canary")
 	my, err := sql.Open("mysql", myDSN)
 	if err == nil {
 		err = my.PingContext(ctx)

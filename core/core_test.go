@@ -35,6 +35,7 @@ import (
 	"github.com/blindpost/blindpost/core/admin"
 	"github.com/blindpost/blindpost/core/eventsapi"
 	"github.com/blindpost/blindpost/core/store"
+	"github.com/blindpost/blindpost/internal/testpg"
 )
 
 // Canaries: fake PII that the core must refuse or strip, and never keep,
@@ -379,23 +380,8 @@ func TestKafkaConnectorFeedsTheLabel(t *testing.T) {
 
 // TestPostgresStore runs the events API over a fresh PostgreSQL schema.
 func TestPostgresStore(t *testing.T) {
-	dsn := os.Getenv("BLINDPOST_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true: PostgreSQL unreachable: %v", err)
-		}
-		t.Skipf("PostgreSQL unreachable (%v); set BLINDPOST_TEST_POSTGRES", err)
-	}
-	schema := "core_c4_" + randomToken()[:12]
-	t.Cleanup(func() {
-		conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-		conn.Close(ctx)
-	})
+	dsn := testpg.DSN(t)
+	schema := testpg.Schema(t, dsn, "core_c4")
 	cfg := testConfig(t)
 	cfg.Store = core.StoreConfig{Driver: "postgres", DSNEnv: "TEST_CORE_DSN", Schema: schema}
 	n := start(t, cfg, func(k string) string {
@@ -525,23 +511,14 @@ func TestRabbitMQConnectorAcksWhatTheCoreHolds(t *testing.T) {
 // TestDBViewsConnectorKeepsItsWatermarkInTheStore reads a view of a
 // PostgreSQL "PAM" and checks the core's store holds its checkpoint.
 func TestDBViewsConnectorKeepsItsWatermarkInTheStore(t *testing.T) {
-	dsn := os.Getenv("BLINDPOST_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
+	dsn := testpg.DSN(t)
+	pam := testpg.Schema(t, dsn, "pam_c4")
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true: PostgreSQL unreachable: %v", err)
-		}
-		t.Skipf("PostgreSQL unreachable (%v); set BLINDPOST_TEST_POSTGRES", err)
+		t.Fatal(err)
 	}
-	pam := "pam_c4_" + randomToken()[:12]
-	t.Cleanup(func() {
-		conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pam+" CASCADE")
-		conn.Close(ctx)
-	})
+	defer conn.Close(ctx)
 	for _, q := range []string{
 		"CREATE SCHEMA " + pam,
 		"CREATE TABLE " + pam + ".events (eid text, event_date bigint, ext_brand_id text, user_ext_id text, event_type text, payload text, updated_at timestamptz NOT NULL DEFAULT now())",

@@ -28,6 +28,7 @@ import (
 	"github.com/blindpost/blindpost/envelope"
 	"github.com/blindpost/blindpost/gateway"
 	"github.com/blindpost/blindpost/internal/devenv"
+	"github.com/blindpost/blindpost/internal/testpg"
 	"github.com/blindpost/blindpost/vault"
 	"github.com/blindpost/blindpost/vault/hashivault"
 )
@@ -503,7 +504,7 @@ type postgresRaw struct {
 }
 
 func openPostgresRaw(t *testing.T) rawStore {
-	dsn := postgresDSN(t)
+	dsn := testpg.DSN(t)
 	conn, err := pgx.Connect(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -3,8 +3,6 @@ package gateway_test
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/blindpost/blindpost/gateway"
 	"github.com/blindpost/blindpost/internal/devenv"
+	"github.com/blindpost/blindpost/internal/testpg"
 	"github.com/blindpost/blindpost/vault/hashivault"
 )
 
@@ -24,7 +23,7 @@ import (
 // auth (a dev server's root token instead of AppRole), the schemas (fresh
 // ones), and the listeners, keys and relay of the dev rig.
 func TestDeployExampleVaultPostgresRuns(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := testpg.DSN(t)
 	addr, token := startVault(t)
 	f, err := os.Open(filepath.Join("..", "deploy", "examples", "gateway-vault-postgres.yaml"))
 	if err != nil {
@@ -39,15 +38,8 @@ func TestDeployExampleVaultPostgresRuns(t *testing.T) {
 		t.Fatal("the example no longer configures Vault Transit, PostgreSQL records and a cluster")
 	}
 
-	vaultSchema := fmt.Sprintf("bp_example_vault_%d", mrand.Uint32())
-	queueSchema := fmt.Sprintf("bp_example_queue_%d", mrand.Uint32())
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
-			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+vaultSchema+" CASCADE")
-			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+queueSchema+" CASCADE")
-			conn.Close(context.Background())
-		}
-	})
+	vaultSchema := testpg.Schema(t, dsn, "bp_example_vault")
+	queueSchema := testpg.Schema(t, dsn, "bp_example_queue")
 	t.Setenv(ex.Vault.Postgres.DSNEnv, dsn)
 	t.Setenv(ex.Cluster.Postgres.DSNEnv, dsn)
 	ex.Vault.Postgres.Schema, ex.Cluster.Postgres.Schema = vaultSchema, queueSchema

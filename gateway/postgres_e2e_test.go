@@ -2,48 +2,21 @@ package gateway_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/blindpost/blindpost/gateway"
 	"github.com/blindpost/blindpost/internal/devenv"
+	"github.com/blindpost/blindpost/internal/testpg"
 )
-
-// postgresDSN is the test server (scripts/services.sh starts it); without
-// one the test fails under CI and is skipped elsewhere.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("BLINDPOST_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL unreachable (run scripts/services.sh): %v", err)
-		}
-		t.Skipf("PostgreSQL unreachable: %v", err)
-	}
-	conn.Close(context.Background())
-	return dsn
-}
 
 // The gateway on the PostgreSQL record store: a message is resolved from
 // it and sent; erasure cancels the subject's queued messages and is
 // shredded at once when shred_on_erase is set.
 func TestGatewayOnThePostgresRecordStore(t *testing.T) {
-	dsn := postgresDSN(t)
-	schema := fmt.Sprintf("bp_gw_test_%d", rand.Uint32())
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
-			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			conn.Close(context.Background())
-		}
-	})
+	dsn := testpg.DSN(t)
+	schema := testpg.Schema(t, dsn, "bp_gw_test")
 	t.Setenv("BP_TEST_PG_DSN", dsn)
 	r := newRig(t, devenv.Options{Gateway: func(c *gateway.Config) {
 		c.Vault.Postgres = gateway.PostgresVaultConfig{DSNEnv: "BP_TEST_PG_DSN", Schema: schema, ShredOnErase: true}

@@ -15,13 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/blindpost/blindpost/adapters/smtp/capture"
 	"github.com/blindpost/blindpost/envelope"
 	"github.com/blindpost/blindpost/gateway"
 	"github.com/blindpost/blindpost/gateway/admin"
 	"github.com/blindpost/blindpost/internal/devenv"
+	"github.com/blindpost/blindpost/internal/testpg"
 )
 
 // clusterKillsEnv sets how many times TestClusterNodeKilled kills a node
@@ -31,25 +30,6 @@ const clusterKillsEnv = "BLINDPOST_CLUSTER_KILLS"
 // clusterLease is the nodes' send.lease: short, so that a dead node's
 // in-flight messages pass to the other node within the test.
 const clusterLease = 2 * time.Second
-
-// postgresDSN is the test server (scripts/services.sh starts it); without
-// one the test fails under CI and is skipped elsewhere.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("BLINDPOST_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	conn, err := pgx.Connect(t.Context(), dsn)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL unreachable (run scripts/services.sh): %v", err)
-		}
-		t.Skipf("PostgreSQL unreachable: %v", err)
-	}
-	conn.Close(context.Background())
-	return dsn
-}
 
 // node is one gateway process of the cluster.
 type node struct {
@@ -74,7 +54,7 @@ type node struct {
 // stay within the killed node's in-flight window per kill, and each node's
 // audit log verifies against the witness copies of its own checkpoints.
 func TestClusterNodeKilled(t *testing.T) {
-	dsn := postgresDSN(t)
+	dsn := testpg.DSN(t)
 	start := time.Now()
 	bin := binary(t)
 	dir := tempDir(t)
@@ -96,15 +76,8 @@ func TestClusterNodeKilled(t *testing.T) {
 		nKills = n
 	}
 
-	vaultSchema := fmt.Sprintf("bp_cluster_vault_%d", rng.Uint32())
-	queueSchema := fmt.Sprintf("bp_cluster_queue_%d", rng.Uint32())
-	t.Cleanup(func() {
-		if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
-			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+vaultSchema+" CASCADE")
-			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+queueSchema+" CASCADE")
-			conn.Close(context.Background())
-		}
-	})
+	vaultSchema := testpg.Schema(t, dsn, "bp_cluster_vault")
+	queueSchema := testpg.Schema(t, dsn, "bp_cluster_queue")
 	const dsnEnv = "BLINDPOST_CRASHTEST_PG_DSN" // the children inherit it
 	t.Setenv(dsnEnv, dsn)
 

@@ -159,15 +159,13 @@ func TestCoreKill9CountsEveryEventOnce(t *testing.T) {
 		return rows, distinct
 	}
 	deadline := time.Now().Add(time.Minute)
-	rows, distinct := count()
-	for rows < events && time.Now().Before(deadline) {
+	for rows, _ := count(); rows < events && time.Now().Before(deadline); rows, _ = count() {
 		sleep(ctx, 100*time.Millisecond)
-		rows, distinct = count()
 	}
 	if err := proc.stop(15 * time.Second); err != nil {
 		t.Errorf("core shutdown: %v", err)
 	}
-	rows, distinct = count()
+	rows, distinct := count()
 	t.Logf("%d events produced, %d kills; the store holds %d rows, %d distinct eids", events, kills, rows, distinct)
 	if rows != events || distinct != events {
 		t.Errorf("the store holds %d events (%d distinct), want each of the %d produced exactly once", rows, distinct, events)
